@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Run the test suite (creates/updates the project environment first). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+source scripts/ensure_env.sh
+"$CXR_PYTHON" -m pytest "$@"

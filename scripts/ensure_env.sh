@@ -1,0 +1,46 @@
+# Sourced by run_all.sh and run_tests.sh: make sure a Python environment with cxrlib and its pinned
+# dependencies is active, creating the project's .venv on first use. Idempotent and fast when done.
+# Uses the active virtualenv/conda env if there is one, else ./.venv (created with python3 >= 3.11).
+# Exports CXR_PYTHON (the interpreter to use) and CXR_KERNEL (the registered Jupyter kernel's name).
+
+cxr_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CXR_KERNEL="cxr-compare"
+
+if [[ -n "${VIRTUAL_ENV:-}" ]]; then
+    cxr_env="$VIRTUAL_ENV"
+elif [[ -n "${CONDA_PREFIX:-}" && "${CONDA_DEFAULT_ENV:-base}" != "base" ]]; then
+    cxr_env="$CONDA_PREFIX"
+else
+    cxr_env="$cxr_root/.venv"
+    if [[ ! -x "$cxr_env/bin/python" ]]; then
+        base_python="$(command -v python3 || true)"
+        if [[ -z "$base_python" ]] || ! "$base_python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+            echo "error: cxr-compare needs Python 3.11 or newer as 'python3' (found: ${base_python:-none})." >&2
+            echo "       Install it, or activate an environment made from environment.yml, then run again." >&2
+            return 1 2>/dev/null || exit 1
+        fi
+        echo "==> creating the project environment in $cxr_env"
+        "$base_python" -m venv "$cxr_env" || { return 1 2>/dev/null || exit 1; }
+    fi
+fi
+
+CXR_PYTHON="$cxr_env/bin/python"
+cxr_stamp="$cxr_env/.cxr-compare.stamp"
+cxr_want="$(cat "$cxr_root/pyproject.toml" | sha256sum | cut -d' ' -f1) $cxr_root"
+if [[ ! -f "$cxr_stamp" || "$(cat "$cxr_stamp")" != "$cxr_want" ]]; then
+    echo "==> installing cxrlib and its pinned dependencies into $cxr_env (first run takes a few minutes)"
+    "$CXR_PYTHON" -m pip install --quiet --upgrade pip \
+        && "$CXR_PYTHON" -m pip install --quiet -e "$cxr_root[dev]" \
+        && "$CXR_PYTHON" -m ipykernel install --sys-prefix --name "$CXR_KERNEL" \
+               --display-name "Python (cxr-compare)" >/dev/null \
+        || { echo "error: installing the environment failed (see pip's message above)." >&2; return 1 2>/dev/null || exit 1; }
+    echo "$cxr_want" > "$cxr_stamp"
+fi
+
+# The real data set lives beside the project in this workspace; elsewhere users set CXR_DATA_DIR or
+# let cxrlib download it into data/.
+if [[ -z "${CXR_DATA_DIR:-}" && -d "$cxr_root/../shared/data/chest_xray" ]]; then
+    export CXR_DATA_DIR="$(cd "$cxr_root/../shared/data/chest_xray" && pwd)"
+fi
+export CXR_PYTHON CXR_KERNEL
+export PATH="$cxr_env/bin:$PATH"
