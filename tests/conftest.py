@@ -1,0 +1,58 @@
+"""Shared fixtures: the real data set (skipped with a reason when absent) and small generated image trees."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+LABELS = ("NORMAL", "PNEUMONIA")
+
+
+def real_data_path() -> Path:
+    """The real Kaggle-layout data set: CXR_DATA_DIR, else ../shared/data/chest_xray beside the repo."""
+    return Path(os.environ.get("CXR_DATA_DIR", REPO_ROOT.parent / "shared" / "data" / "chest_xray"))
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    path = real_data_path()
+    if not (path / "train").is_dir():
+        pytest.skip(f"real data set not found at {path} (set CXR_DATA_DIR)")
+    return path
+
+
+def _patient_names(label: str, count: int, start: int) -> list[str]:
+    """File names in the data set's own naming forms, two images per patient."""
+    names = []
+    for i in range(count):
+        patient = start + i // 2
+        if label == "NORMAL":
+            names.append(f"IM-{patient:04d}-{i % 2 + 1:04d}.jpeg")
+        else:
+            kind = "bacteria" if i % 3 else "virus"
+            names.append(f"person{patient}_{kind}_{i}.jpeg")
+    return names
+
+
+def write_tree(root: Path, per_class: dict[str, int] | None = None, size: int = 40, seed: int = 0) -> Path:
+    """Write a tiny Kaggle-layout tree of grayscale JPEGs; PNEUMONIA images carry a bright blob."""
+    per_class = per_class or {"train": 12, "val": 2, "test": 4}
+    rng = np.random.default_rng(seed)
+    for split, count in per_class.items():
+        for target, label in enumerate(LABELS):
+            folder = root / split / label
+            folder.mkdir(parents=True, exist_ok=True)
+            for name in _patient_names(label, count, start=1):
+                pixels = rng.integers(0, 120, size=(size, size + 4), dtype=np.uint8)
+                if target:
+                    pixels[size // 4 : size // 2, size // 4 : size // 2] = 250
+                Image.fromarray(pixels, mode="L").save(folder / name, quality=90)
+    return root
+
+
+@pytest.fixture
+def image_tree(tmp_path) -> Path:
+    """A fresh tiny Kaggle-layout tree (12/2/4 images per class in train/val/test)."""
+    return write_tree(tmp_path / "chest_xray")
