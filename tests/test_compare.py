@@ -1,0 +1,193 @@
+"""Run loading, paired tests (McNemar, DeLong, bootstrap), ensemble and the results table on fake run dirs."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import binomtest
+from sklearn.metrics import roc_auc_score
+
+from cxrlib import compare, evaluate
+
+
+def fake_predictions(n_val=40, n_test=80, separation=2.0, seed=0) -> pd.DataFrame:
+    """predictions.csv rows: balanced-ish val and test subsets with scores that separate the classes."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for subset, count in (("val", n_val), ("test", n_test)):
+        targets = (np.arange(count) % 5 < 3).astype(int)  # 60% PNEUMONIA, as in the Kermany test split
+        probs = np.round(1 / (1 + np.exp(-rng.normal(separation * (targets - 0.5), 1.0))), 3)
+        for i, (target, prob) in enumerate(zip(targets, probs)):
+            label = "PNEUMONIA" if target else "NORMAL"
+            rows.append({"path": f"/data/{subset}/{label}/img{i:03d}.jpeg", "subset": subset, "label": label,
+                         "target": target, "patient_id": f"p{i // 2}", "prob": prob})
+    return pd.DataFrame(rows)
+
+
+def write_run(run_dir, arch="resnet50", separation=2.0, seed=0, predictions=None, policy="youden"):
+    """A run directory as cxrlib.train writes it, with the threshold chosen on the val rows."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    predictions = fake_predictions(separation=separation, seed=seed) if predictions is None else predictions
+    val = predictions[predictions["subset"] == "val"]
+    threshold = evaluate.choose_threshold(val["target"], val["prob"], policy)
+    predictions.to_csv(run_dir / "predictions.csv", index=False)
+    epochs = np.arange(1, 4)
+    pd.DataFrame({"epoch": epochs, "loss": 1 / epochs, "accuracy": 0.7 + 0.05 * epochs, "auc": 0.8 + 0.03 * epochs,
+                  "val_loss": 1.2 / epochs, "val_accuracy": 0.65 + 0.05 * epochs, "val_auc": 0.75 + 0.04 * epochs,
+                  "learning_rate": 1e-3}).to_csv(run_dir / "history.csv", index=False)
+    info = {"name": f"quick-{arch}", "arch": arch, "config": {"arch": arch}, "seed": seed, "best_epoch": 3,
+            "timing": {"train": 12.5, "predict": 1.5, "training": 12.5}, "images_per_sec": None, "model_size_mb": 90.1,
+            "latency_ms": 35.0, "params": {"total": 1000, "trainable": 900, "non_trainable": 100},
+            "threshold": {"policy": policy, "value": threshold, "target_sensitivity": 0.95}}
+    (run_dir / "run.json").write_text(json.dumps(info))
+    return run_dir
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    """A stronger ResNet-50 and a weaker DenseNet-121 run on the same images (rows of one shuffled)."""
+    resnet = compare.load_run(write_run(tmp_path / "resnet50", "resnet50", separation=3.0, seed=1))
+    shuffled = fake_predictions(separation=1.0, seed=2).sample(frac=1.0, random_state=0)
+    densenet = compare.load_run(write_run(tmp_path / "densenet121", "densenet121", predictions=shuffled))
+    return resnet, densenet
+
+
+def test_load_run_reads_the_contract(tmp_path):
+    run = compare.load_run(write_run(tmp_path / "run"))
+    assert (run.name, run.arch) == ("quick-resnet50", "resnet50")
+    assert len(run.val) == 40 and len(run.test) == 80
+    assert run.threshold == run.info["threshold"]["value"]
+    assert list(run.history["epoch"]) == [1, 2, 3]
+    assert (run.test["pred"] == (run.test["prob"] >= run.threshold)).all()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: (d / "predictions.csv").unlink(), "predictions.csv is missing"),
+    (lambda d: (d / "run.json").write_text("{not json"), "run.json is not valid JSON"),
+    (lambda d: (d / "run.json").write_text(json.dumps({"name": "x"})), "needs 'threshold'"),
+    (lambda d: pd.read_csv(d / "predictions.csv").drop(columns="prob").to_csv(d / "predictions.csv"), "lacks columns"),
+    (lambda d: pd.read_csv(d / "predictions.csv").assign(prob=2.0).to_csv(d / "predictions.csv"), "within|in \\[0, 1\\]"),
+    (lambda d: (d / "history.csv").unlink(), "history.csv is missing"),
+])
+def test_load_run_names_the_bad_file(tmp_path, damage, message):
+    run_dir = write_run(tmp_path / "run")
+    damage(run_dir)
+    with pytest.raises((FileNotFoundError, ValueError), match=message):
+        compare.load_run(run_dir)
+
+
+def test_runs_on_different_images_are_refused(tmp_path, two_runs):
+    other = fake_predictions(n_test=79, seed=3)
+    stranger = compare.load_run(write_run(tmp_path / "other", predictions=other))
+    with pytest.raises(ValueError, match="different test images"):
+        compare.compare_pair(two_runs[0], stranger, n_boot=100)
+
+
+def test_aligned_subset_reorders_by_path(two_runs):
+    test_a, test_b = compare.aligned_subset(two_runs)
+    assert list(test_a["path"]) == list(test_b["path"])
+    assert not (two_runs[1].test["path"].to_numpy() == test_b["path"].to_numpy()).all()
+
+
+def test_mcnemar_matches_an_exact_binomial_test():
+    rng = np.random.default_rng(0)
+    correct_a, correct_b = rng.random(100) < 0.85, rng.random(100) < 0.7
+    result = compare.mcnemar_test(correct_a, correct_b)
+    only_a, only_b = np.sum(correct_a & ~correct_b), np.sum(~correct_a & correct_b)
+    assert result["p_value"] == pytest.approx(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+    assert result["table"].sum() == 100
+
+
+def brute_force_delong(y_true, probs_a, probs_b):
+    """DeLong et al. (1988) with explicit structural components psi(x, y) over all pairs."""
+    y_true = np.asarray(y_true).astype(bool)
+    def components(probs):
+        pos, neg = probs[y_true], probs[~y_true]
+        psi = np.array([[1.0 if x > y else 0.5 if x == y else 0.0 for y in neg] for x in pos])
+        return psi.mean(axis=1), psi.mean(axis=0), psi.mean()
+    v10_a, v01_a, auc_a = components(probs_a)
+    v10_b, v01_b, auc_b = components(probs_b)
+    s10, s01 = np.cov(v10_a, v10_b), np.cov(v01_a, v01_b)
+    cov = s10 / y_true.sum() + s01 / (~y_true).sum()
+    return auc_a, auc_b, cov
+
+
+def test_delong_matches_brute_force_structural_components():
+    y_true = np.r_[np.zeros(15, int), np.ones(20, int)]
+    rng = np.random.default_rng(4)
+    probs_a = np.round(rng.random(35) * 0.7 + 0.3 * y_true, 1)  # coarse rounding -> many ties
+    probs_b = np.round(rng.random(35) * 0.8 + 0.2 * y_true, 1)
+    aucs, covariance = compare.delong_covariance(y_true, np.vstack([probs_a, probs_b]))
+    auc_a, auc_b, expected = brute_force_delong(y_true, probs_a, probs_b)
+    np.testing.assert_allclose(aucs, [auc_a, auc_b])
+    np.testing.assert_allclose(aucs, [roc_auc_score(y_true, probs_a), roc_auc_score(y_true, probs_b)])
+    np.testing.assert_allclose(covariance, expected)
+    result = compare.delong_test(y_true, probs_a, probs_b)
+    assert result["std_error"] == pytest.approx(np.sqrt(expected[0, 0] + expected[1, 1] - 2 * expected[0, 1]))
+
+
+def test_delong_of_identical_models_is_not_significant():
+    y_true = np.r_[np.zeros(10, int), np.ones(10, int)]
+    probs = np.linspace(0.05, 0.95, 20)[np.random.default_rng(0).permutation(20)]
+    result = compare.delong_test(y_true, probs, probs)
+    assert result["difference"] == 0 and result["p_value"] == 1.0
+
+
+def test_compare_pair_detects_the_stronger_model(two_runs):
+    table = compare.compare_pair(*two_runs, n_boot=500)
+    assert list(table["metric"]) == ["accuracy", "roc_auc", "accuracy", "roc_auc"]
+    delong = table.set_index("test").loc["DeLong (ROC-AUC)"]
+    assert delong["difference"] > 0 and delong["p_value"] < 0.05
+    bootstrap_auc = table.set_index("test").loc["paired bootstrap (roc_auc)"]
+    assert bootstrap_auc["difference"] == pytest.approx(delong["difference"])
+    assert bootstrap_auc["ci_low"] > 0
+
+
+def test_disagreements_lists_exactly_the_differing_predictions(two_runs):
+    resnet, densenet = two_runs
+    frame = compare.disagreements(resnet, densenet)
+    merged = resnet.test.merge(densenet.test, on="path", suffixes=("_a", "_b"))
+    assert len(frame) == (merged["pred_a"] != merged["pred_b"]).sum() > 0
+    assert (frame[f"pred_{resnet.name}"] != frame[f"pred_{densenet.name}"]).all()
+
+
+@pytest.mark.parametrize("method", ["mean", "logit"])
+def test_ensemble_averages_probabilities_and_chooses_its_threshold_on_val(two_runs, method):
+    ensemble = compare.make_ensemble(two_runs, method=method)
+    test_a, test_b = compare.aligned_subset(two_runs)
+    if method == "mean":
+        np.testing.assert_allclose(ensemble.test["prob"], (test_a["prob"] + test_b["prob"]) / 2)
+    assert ensemble.arch == "ensemble" and ensemble.history is None
+    val = ensemble.val
+    assert ensemble.threshold == evaluate.choose_threshold(val["target"], val["prob"], "youden")
+
+
+def test_results_table_has_one_row_per_model_with_cis_and_costs(two_runs):
+    runs = [*two_runs, compare.make_ensemble(two_runs)]
+    table = compare.results_table(runs, n_boot=300)
+    assert list(table["model"]) == ["resnet50", "densenet121", "ensemble"]
+    for metric in ("accuracy", "roc_auc", "sensitivity", "specificity"):
+        assert (table[f"{metric}_ci_low"] <= table[metric]).all() and (table[metric] <= table[f"{metric}_ci_high"]).all()
+    resnet = two_runs[0].test
+    assert table.loc[0, "accuracy"] == pytest.approx(np.mean(resnet["pred"] == resnet["target"]))
+    assert table.loc[0, "accuracy_at_0.5"] == pytest.approx(np.mean((resnet["prob"] >= 0.5) == resnet["target"]))
+    assert table.loc[0, "params_total"] == 1000 and table.loc[0, "train_time_s"] == 12.5
+    assert np.isnan(table.loc[0, "images_per_sec"])  # the trainer writes null when it has no figure
+    assert np.isnan(table.loc[2, "latency_ms"]) and np.isnan(table.loc[2, "params_total"])
+
+
+def test_export_table_writes_csv_markdown_and_html(tmp_path, two_runs):
+    table = compare.results_table(two_runs, n_boot=100)
+    paths = compare.export_table(table, tmp_path / "tables", "results")
+    assert pd.read_csv(paths["csv"])["model"].tolist() == ["resnet50", "densenet121"]
+    markdown = paths["md"].read_text().splitlines()
+    header = [cell.strip() for cell in markdown[0].strip("|").split("|")]
+    assert header[:2] == ["model", "name"] and len(markdown) == 2 + len(table)
+    assert "<table" in paths["html"].read_text()
+
+
+def test_evaluate_run_and_classification_report(two_runs):
+    frame = compare.evaluate_run(two_runs[0], n_boot=100)
+    assert set(frame["threshold"]) == {0.5, two_runs[0].threshold}
+    report = compare.classification_report(two_runs[0])
+    assert report.loc["accuracy", "f1-score"] == pytest.approx(two_runs[0].test["correct"].mean())

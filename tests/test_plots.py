@@ -1,0 +1,112 @@
+"""Every plot returns a Figure with the expected panels and labels, and saves a PNG (Agg backend)."""
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from cxrlib import compare, plots
+
+
+def make_run(arch: str, separation: float, seed: int) -> compare.Run:
+    """An in-memory run with val and test predictions (no files needed for plotting)."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for subset, count in (("val", 40), ("test", 60)):
+        targets = (np.arange(count) % 5 < 3).astype(int)
+        probs = 1 / (1 + np.exp(-rng.normal(separation * (targets - 0.5), 1.0)))
+        labels = np.where(targets == 1, "PNEUMONIA", "NORMAL")
+        frames.append(pd.DataFrame({"path": [f"/fake/{subset}/{i}.jpeg" for i in range(count)], "subset": subset,
+                                    "label": labels, "target": targets, "patient_id": "p", "prob": probs}))
+    history = pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.6, 0.4, 0.3], "accuracy": [0.7, 0.8, 0.85],
+                            "auc": [0.75, 0.85, 0.9], "val_loss": [0.5, 0.45, 0.5],
+                            "val_accuracy": [0.72, 0.8, 0.78], "val_auc": [0.8, 0.88, 0.86]})
+    return compare.Run(name=arch, arch=arch, info={}, predictions=pd.concat(frames, ignore_index=True),
+                       threshold=0.55, history=history, threshold_info={"policy": "youden"})
+
+
+@pytest.fixture
+def runs():
+    return [make_run("resnet50", 2.0, 0), make_run("densenet121", 1.5, 1)]
+
+
+def fake_loader(path, image_size):
+    """Stands in for cxrlib.data.load_image: uint8 [S, S, 3] pixels."""
+    return np.full((image_size, image_size, 3), len(str(path)) * 7 % 255, dtype=np.uint8)
+
+
+def test_history_marks_the_best_validation_auc_epoch(runs, tmp_path):
+    figure = plots.plot_history(runs[0].history, save_to=tmp_path / "history.png")
+    assert isinstance(figure, Figure) and (tmp_path / "history.png").stat().st_size > 0
+    assert [ax.get_title() for ax in figure.axes] == ["Loss", "Accuracy", "AUC"]
+    legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert legend == ["train", "validation", "best epoch (2)"]
+
+
+def test_history_without_known_columns_is_rejected():
+    with pytest.raises(ValueError, match="history.csv"):
+        plots.plot_history(pd.DataFrame({"epoch": [1], "foo": [1.0]}))
+
+
+def test_confusion_matrices_show_counts_and_row_normalised(runs):
+    figure = plots.plot_confusion_matrices(runs)
+    assert len(figure.axes) == 4
+    assert figure.axes[0].get_title().startswith("resnet50: counts")
+    assert figure.axes[1].get_title().startswith("resnet50: row-normalised")
+    cell_texts = [float(text.get_text()) for text in figure.axes[0].texts]
+    assert sum(cell_texts) == len(runs[0].test)
+
+
+def test_roc_curves_put_auc_in_the_legend_and_mark_operating_points(runs, tmp_path):
+    figure = plots.plot_roc_curves(runs, save_to=tmp_path / "roc.png")
+    ax = figure.axes[0]
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert any(label.startswith("resnet50 (AUC 0.") for label in legend)
+    assert "densenet121 @ 0.55" in legend
+    assert ax.get_xlabel().startswith("1 - specificity") and (tmp_path / "roc.png").exists()
+
+
+def test_pr_curves_show_average_precision_and_prevalence(runs):
+    ax = plots.plot_pr_curves(runs).axes[0]
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert any(label.startswith("densenet121 (AP ") for label in legend)
+    assert "prevalence (0.60)" in legend
+
+
+def test_calibration_has_reliability_and_histogram_panels(runs):
+    figure = plots.plot_calibration(runs)
+    assert len(figure.axes) == 2
+    assert figure.axes[0].get_ylabel() == "observed PNEUMONIA rate"
+    assert any("ECE" in text.get_text() for text in figure.axes[0].get_legend().get_texts())
+
+
+def test_threshold_metrics_mark_the_chosen_threshold(runs):
+    ax = plots.plot_threshold_metrics(runs[0]).axes[0]
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert "chosen threshold (0.550)" in legend and "sensitivity" in legend
+    assert "(val)" in ax.get_title()
+
+
+def test_sample_grid_colours_titles_by_correctness(runs, tmp_path):
+    figure = plots.plot_sample_predictions(runs[0], n=6, image_size=16, loader=fake_loader, ncols=3,
+                                           save_to=tmp_path / "grid.png")
+    titled = [ax for ax in figure.axes if ax.get_title()]
+    assert len(titled) == 6 and (tmp_path / "grid.png").exists()
+    for ax in titled:
+        predicted, truth = ax.get_title().removeprefix("pred ").split(" (")[0], ax.get_title().split("true ")[1]
+        expected = plots.RIGHT if predicted == truth else plots.WRONG
+        assert matplotlib.colors.to_hex(ax.title.get_color()) == expected
+    assert {ax.get_title().split("true ")[1] for ax in titled} == {"NORMAL", "PNEUMONIA"}
+
+
+def test_confident_errors_are_all_red_and_sorted_by_confidence(runs):
+    figure = plots.plot_confident_errors(runs[1], n=4, image_size=16, loader=fake_loader)
+    titled = [ax for ax in figure.axes if ax.get_title()]
+    assert len(titled) == 4
+    assert all(matplotlib.colors.to_hex(ax.title.get_color()) == plots.WRONG for ax in titled)
+    probs = [float(ax.get_title().split("(")[1].split(")")[0]) for ax in titled]
+    distances = np.abs(np.array(probs) - runs[1].threshold)
+    assert (np.diff(distances) <= 0.01).all()
