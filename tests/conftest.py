@@ -56,3 +56,19 @@ def write_tree(root: Path, per_class: dict[str, int] | None = None, size: int = 
 def image_tree(tmp_path) -> Path:
     """A fresh tiny Kaggle-layout tree (12/2/4 images per class in train/val/test)."""
     return write_tree(tmp_path / "chest_xray")
+
+
+def write_odd_images(folder: Path, size: int = 36) -> dict[str, str]:
+    """Readable images in unusual formats (as a hospital export might hold); returns {file name: PIL mode}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    gray = rng.integers(0, 255, size=(size, size + 10), dtype=np.uint8)
+    images = {
+        "IM-0901-0001.png": Image.fromarray(np.dstack([gray, gray, gray, np.full_like(gray, 128)])),
+        "IM-0902-0001.png": Image.fromarray(gray.astype(np.uint16) * 16 + 1000),
+        "IM-0903-0001.jpg": Image.fromarray(np.dstack([gray] * 3)).convert("CMYK"),
+        "IM-0904-0001.PNG": Image.fromarray(gray).convert("P"),
+    }
+    for name, image in images.items():
+        image.save(folder / name)
+    return {name: image.mode for name, image in images.items()}

@@ -1,0 +1,47 @@
+"""Data layer: locate or download the Kaggle tree, index it, split by patient, and feed tf.data.
+
+The tf.data part (make_dataset, load_image, build_augmenter) imports TensorFlow, so it is loaded on
+first use: `from cxrlib import data; data.scan_dataset(...)` stays light.
+"""
+import importlib
+
+from .index import DatasetIndex, patient_id_from_name, scan_dataset
+from .locate import (
+    DATA_ENV_VAR,
+    DEFAULT_DATA_DIR,
+    DataLayoutError,
+    DataNotFoundError,
+    download_and_extract,
+    download_dataset,
+    find_kaggle_root,
+    locate_data,
+)
+from .split import assign_subsets, class_weights, subsample, subset_counts
+
+_PIPELINE_NAMES = {"make_dataset", "load_image", "build_augmenter", "to_rgb8"}
+
+__all__ = [
+    "DATA_ENV_VAR",
+    "DEFAULT_DATA_DIR",
+    "DataLayoutError",
+    "DataNotFoundError",
+    "DatasetIndex",
+    "assign_subsets",
+    "class_weights",
+    "download_and_extract",
+    "download_dataset",
+    "find_kaggle_root",
+    "locate_data",
+    "patient_id_from_name",
+    "scan_dataset",
+    "subsample",
+    "subset_counts",
+    *sorted(_PIPELINE_NAMES),
+]
+
+
+def __getattr__(name: str):
+    """Import the TensorFlow pipeline only when one of its names is used."""
+    if name in _PIPELINE_NAMES:
+        return getattr(importlib.import_module(".pipeline", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
