@@ -20,7 +20,9 @@ from cxrlib import evaluate
 
 PREDICTION_COLUMNS = ("path", "subset", "label", "target", "patient_id", "prob")
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss")
-CI_COLUMNS = ("accuracy", "roc_auc", "sensitivity", "specificity")
+CI_COLUMNS = ("accuracy", "roc_auc", "sensitivity", "specificity", "f1_macro")
+# The reference study's names for the macro averages, used as the results table's column names.
+TABLE_NAMES = {"precision_macro": "macro_precision", "recall_macro": "macro_recall", "f1_macro": "macro_f1"}
 
 
 @dataclass
@@ -303,9 +305,10 @@ def results_table(runs: Sequence[Run], n_boot: int = 2000, seed: int = 0) -> pd.
         row = {"model": run.arch if run.arch != "ensemble" else run.name, "name": run.name, "n_test": len(test)}
         for metric in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "sensitivity",
                        "specificity", "pr_auc", "brier", "ece"):
-            row[metric] = chosen.loc[metric, "estimate"]
+            column = TABLE_NAMES.get(metric, metric)
+            row[column] = chosen.loc[metric, "estimate"]
             if metric in CI_COLUMNS:
-                row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = chosen.loc[metric, ["ci_low", "ci_high"]]
+                row[f"{column}_ci_low"], row[f"{column}_ci_high"] = chosen.loc[metric, ["ci_low", "ci_high"]]
         row |= {"threshold": run.threshold, "threshold_policy": run.threshold_info.get("policy", "")}
         row |= {f"{metric}_at_0.5": default[metric] for metric in ("accuracy", "sensitivity", "specificity")}
         rows.append(row | _run_facts(run))

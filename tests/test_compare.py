@@ -166,7 +166,7 @@ def test_results_table_has_one_row_per_model_with_cis_and_costs(two_runs):
     runs = [*two_runs, compare.make_ensemble(two_runs)]
     table = compare.results_table(runs, n_boot=300)
     assert list(table["model"]) == ["resnet50", "densenet121", "ensemble"]
-    for metric in ("accuracy", "roc_auc", "sensitivity", "specificity"):
+    for metric in ("accuracy", "roc_auc", "sensitivity", "specificity", "macro_f1"):
         assert (table[f"{metric}_ci_low"] <= table[metric]).all() and (table[metric] <= table[f"{metric}_ci_high"]).all()
     resnet = two_runs[0].test
     assert table.loc[0, "accuracy"] == pytest.approx(np.mean(resnet["pred"] == resnet["target"]))

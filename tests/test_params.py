@@ -1,0 +1,83 @@
+"""Parameter validation: every committed profile passes; bad values fail with a message that says the fix."""
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cxrlib.params import NOTEBOOK_PARAMETERS, PARAMETERS, ParameterError, check, notebook_parameters, source_of
+
+PROFILES = sorted((Path(__file__).resolve().parents[1] / "profiles").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
+def test_committed_profiles_are_valid(profile):
+    params = yaml.safe_load(profile.read_text())
+    assert check(params, source=str(profile)) == params
+
+
+def test_profiles_exist():
+    assert {p.stem for p in PROFILES} >= {"full", "cpu", "smoke"}
+
+
+def test_wrong_type_names_parameter_value_expectation_and_profile():
+    with pytest.raises(ParameterError) as err:
+        check({"profile": "smoke", "epochs": "3"})
+    message = str(err.value)
+    assert "'epochs' = '3' has type str" in message
+    assert "an integer in [1, 1000]" in message
+    assert "profiles/smoke.yaml" in message
+
+
+@pytest.mark.parametrize("name, value, problem", [
+    ("image_size", 8, "out of range"),
+    ("learning_rate", 0.0, "out of range"),
+    ("weights", "imagnet", "not an allowed value"),
+    ("augment", 1, "has type int"),
+    ("epochs", True, "has type bool"),
+    ("seed", None, "must not be null"),
+    ("threshold_policy", "best", "not an allowed value"),
+])
+def test_bad_values_are_rejected(name, value, problem):
+    with pytest.raises(ParameterError, match=problem):
+        check({name: value})
+
+
+def test_int_is_accepted_where_a_number_is_expected_and_null_where_allowed():
+    assert check({"learning_rate": 1, "weights": None, "subsample_per_class": None})
+
+
+def test_unknown_parameter_suggests_the_close_name():
+    with pytest.raises(ParameterError, match=r"unknown parameter 'epoch'.*did you mean 'epochs'"):
+        check({"epoch": 3})
+
+
+def test_every_error_is_reported_at_once():
+    with pytest.raises(ParameterError) as err:
+        check({"epochs": 0, "batch_size": "x"})
+    assert "'epochs'" in str(err.value) and "'batch_size'" in str(err.value)
+
+
+def test_source_falls_back_to_the_parameters_cell_for_unknown_profiles():
+    assert source_of("smoke") == "profiles/smoke.yaml"
+    assert source_of("interactive") == "the parameters cell"
+
+
+def test_notebook_parameters_collects_declared_names_and_requires_all():
+    names = NOTEBOOK_PARAMETERS["compare"]
+    namespace = {"profile": "smoke", "runs_dir": "r", "report_dir": "d", "n_boot": 100,
+                 "n_examples": 2, "seed": 0, "unrelated": object()}
+    assert set(notebook_parameters(namespace, "compare")) == set(names)
+    del namespace["n_boot"]
+    with pytest.raises(ParameterError, match="'n_boot' is missing"):
+        notebook_parameters(namespace, "compare")
+
+
+def test_notebook_groups_use_only_known_parameters():
+    for names in NOTEBOOK_PARAMETERS.values():
+        assert set(names) <= set(PARAMETERS)
+
+
+def test_fine_tuning_needs_a_frozen_first_phase():
+    with pytest.raises(ParameterError, match="finetune_epochs = 3 needs train_base false"):
+        check({"finetune_epochs": 3, "train_base": True})
+    assert check({"finetune_epochs": 3, "train_base": False})
