@@ -15,10 +15,12 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from PIL import Image, ImageOps
 from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve, roc_auc_score, roc_curve
 
 from cxrlib import evaluate
+from cxrlib.data.summary import images_per_patient, sample_per_class
 
 SAVE_DPI = 110
 STYLE = {"figure.dpi": 90, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
@@ -254,3 +256,95 @@ def plot_confident_errors(run, n: int = 8, image_size: int = 224, loader: Callab
         raise ValueError(f"{run.name} makes no test errors at threshold {run.threshold:.3f}; nothing to show")
     return _image_grid(errors, run.threshold, f"{run.name}: most confident errors ({len(errors)} shown)",
                        image_size, loader, ncols, save_to)
+
+
+# ---------------------------------------------------------------- data exploration
+
+CLASS_COLORS = {"NORMAL": PALETTE[0], "PNEUMONIA": PALETTE[3]}
+
+
+@styled
+def plot_class_counts(counts: pd.DataFrame, save_to: str | Path | None = None) -> Figure:
+    """Bars of images per split (or subset) and class, from ``cxrlib.data.subset_counts``, counts on the bars."""
+    group = "subset" if "subset" in counts else "split"
+    figure, axes = new_figure(size=(6.0, 3.5))
+    ax = axes[0, 0]
+    sns.barplot(counts, x=group, y="images", hue="label", palette=CLASS_COLORS, ax=ax)
+    for bars in ax.containers:
+        ax.bar_label(bars, fontsize=8)
+    ax.set(title=f"Images per {group} and class", xlabel=group, ylabel="images")
+    return finish(figure, save_to)
+
+
+@styled
+def plot_images_per_patient(images: pd.DataFrame, split: str = "train", save_to: str | Path | None = None) -> Figure:
+    """Histogram (log scale) of how many images each patient of one Kaggle split has, per class."""
+    per_patient = images_per_patient(images)
+    per_patient = per_patient[per_patient["split"] == split]
+    bins = np.arange(0.5, per_patient["images"].max() + 1.5)
+    figure, axes = new_figure(size=(6.0, 3.5))
+    ax = axes[0, 0]
+    for label, group in per_patient.groupby("label"):
+        ax.hist(group["images"], bins=bins, alpha=0.7, log=True, color=CLASS_COLORS[label], label=label)
+    ax.set(title=f"Kaggle {split} folder: images per patient", xlabel="images of one patient", ylabel="patients")
+    ax.legend()
+    return finish(figure, save_to)
+
+
+@styled
+def plot_image_sizes(images: pd.DataFrame, save_to: str | Path | None = None) -> Figure:
+    """Scatter of stored width vs height, one point per image, coloured by class."""
+    figure, axes = new_figure(size=(5.0, 4.0))
+    ax = axes[0, 0]
+    for label, group in images.groupby("label"):
+        ax.scatter(group["width"], group["height"], s=6, alpha=0.4, color=CLASS_COLORS[label], label=label)
+    ax.set(title="Image sizes by class", xlabel="width (px)", ylabel="height (px)")
+    ax.legend()
+    return finish(figure, save_to)
+
+
+def read_stored_image(path: str | Path) -> np.ndarray:
+    """uint8 RGB pixels of one file at the size stored on disk (upright; any PIL mode, via ``to_rgb8``)."""
+    from cxrlib.data import to_rgb8
+    with Image.open(path) as image:
+        return np.asarray(to_rgb8(ImageOps.exif_transpose(image)))
+
+
+@styled
+def plot_sample_images(images: pd.DataFrame, n_per_class: int = 4, seed: int = 42, loader: Callable | None = None,
+                       save_to: str | Path | None = None) -> Figure:
+    """A seeded random sample of images, one row per class, unresized, titled with class and patient.
+
+    ``loader(path)`` returns the pixels; the default reads them at the size stored on disk.
+    """
+    loader = loader or read_stored_image
+    sample = sample_per_class(images, n_per_class, seed)
+    groups = list(sample.groupby("label"))
+    figure, axes = new_figure(len(groups), max(len(group) for _, group in groups), size=(2.4, 2.6))
+    for ax in axes.flat:
+        ax.axis("off")
+    for row_axes, (_, group) in zip(axes, groups):
+        for ax, row in zip(row_axes, group.itertuples(index=False)):
+            ax.imshow(display_image(loader(row.path)), cmap="gray")
+            ax.set_title(f"{row.label}\n{row.patient_id}", fontsize=9)
+    figure.suptitle("Sample images per class (as stored)")
+    return finish(figure, save_to)
+
+
+@styled
+def plot_intensity_histograms(images: pd.DataFrame, n_per_class: int = 100, image_size: int = 128, seed: int = 42,
+                              loader: Callable | None = None, save_to: str | Path | None = None) -> Figure:
+    """Pixel-value densities of a seeded sample of images per class, resized to ``image_size``, means in the legend."""
+    loader = loader or default_loader()
+    sample = sample_per_class(images, n_per_class, seed)
+    figure, axes = new_figure(size=(6.0, 3.5))
+    ax = axes[0, 0]
+    for label, group in sample.groupby("label"):
+        values = np.concatenate([loader(path, image_size)[..., 0].ravel() for path in group["path"]])
+        ax.hist(values, bins=64, range=(0, 255), density=True, histtype="step", lw=1.5, color=CLASS_COLORS[label],
+                label=f"{label} (mean {values.mean():.0f})")
+    per_class = len(sample) // sample["label"].nunique()
+    ax.set(title=f"Pixel intensities: {per_class} images per class at {image_size}x{image_size}",
+           xlabel="pixel value", ylabel="density", xlim=(0, 255))
+    ax.legend()
+    return finish(figure, save_to)

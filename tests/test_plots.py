@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from cxrlib import compare, plots
+from cxrlib import compare, data, plots
 
 
 def make_run(arch: str, separation: float, seed: int) -> compare.Run:
@@ -110,3 +110,68 @@ def test_confident_errors_are_all_red_and_sorted_by_confidence(runs):
     probs = [float(ax.get_title().split("(")[1].split(")")[0]) for ax in titled]
     distances = np.abs(np.array(probs) - runs[1].threshold)
     assert (np.diff(distances) <= 0.01).all()
+
+
+@pytest.fixture
+def tree_images(image_tree) -> pd.DataFrame:
+    """Index rows of the generated tree: 12/2/4 images per class in train/val/test, two per patient, 44x40 px."""
+    return data.scan_dataset(image_tree).images
+
+
+def bar_heights(ax) -> list[int]:
+    return [int(patch.get_height()) for patch in ax.patches if patch.get_height() > 0]
+
+
+def test_class_counts_label_every_bar_with_its_count(tree_images, tmp_path):
+    figure = plots.plot_class_counts(data.subset_counts(tree_images), save_to=tmp_path / "counts.png")
+    ax = figure.axes[0]
+    assert ax.get_title() == "Images per split and class" and (tmp_path / "counts.png").stat().st_size > 0
+    assert [tick.get_text() for tick in ax.get_xticklabels()] == ["train", "val", "test"]
+    assert sorted(int(text.get_text()) for text in ax.texts) == [2, 2, 4, 4, 12, 12]
+    frame = data.assign_subsets(tree_images, val_fraction=0.5, seed=0)
+    assert plots.plot_class_counts(data.subset_counts(frame)).axes[0].get_title() == "Images per subset and class"
+
+
+def test_images_per_patient_histogram_counts_patients_of_one_split(tree_images):
+    ax = plots.plot_images_per_patient(tree_images, split="test").axes[0]
+    assert ax.get_title() == "Kaggle test folder: images per patient" and ax.get_yscale() == "log"
+    assert bar_heights(ax) == [2, 2]
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["NORMAL", "PNEUMONIA"]
+
+
+def test_image_sizes_plot_one_point_per_image_in_class_colours(tree_images):
+    ax = plots.plot_image_sizes(tree_images).axes[0]
+    normal, pneumonia = ax.collections
+    assert len(normal.get_offsets()) == len(pneumonia.get_offsets()) == 18
+    assert {tuple(point) for point in normal.get_offsets()} == {(44.0, 40.0)}
+    assert matplotlib.colors.to_hex(pneumonia.get_facecolor()[0]) == matplotlib.colors.to_hex(
+        plots.CLASS_COLORS["PNEUMONIA"])
+
+
+def test_sample_images_show_one_row_per_class_at_the_stored_size(tree_images, tmp_path):
+    train = tree_images[tree_images["split"] == "train"]
+    figure = plots.plot_sample_images(train, n_per_class=3, seed=0, save_to=tmp_path / "samples.png")
+    shown = [ax for ax in figure.axes if ax.images]
+    assert len(figure.axes) == 6 and len(shown) == 6 and (tmp_path / "samples.png").exists()
+    assert all(ax.images[0].get_array().shape[:2] == (40, 44) for ax in shown)
+    assert [ax.get_title().split("\n")[0] for ax in shown] == ["NORMAL"] * 3 + ["PNEUMONIA"] * 3
+    expected = data.sample_per_class(train, 3, seed=0)["patient_id"].tolist()
+    assert [ax.get_title().split("\n")[1] for ax in shown] == expected
+
+
+def test_sample_images_are_capped_by_the_smallest_class(tree_images):
+    val = tree_images[tree_images["split"] == "val"]
+    figure = plots.plot_sample_images(val, n_per_class=5, loader=lambda path: np.zeros((8, 8), np.uint8))
+    assert len(figure.axes) == 4 and all(ax.images for ax in figure.axes)
+
+
+def test_intensity_histograms_put_each_class_mean_in_the_legend(tree_images):
+    sizes = set()
+
+    def loader(path, image_size):
+        sizes.add(image_size)
+        return np.full((image_size, image_size, 3), 200 if "PNEUMONIA" in path else 50, dtype=np.uint8)
+
+    ax = plots.plot_intensity_histograms(tree_images, n_per_class=5, image_size=16, loader=loader).axes[0]
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == ["NORMAL (mean 50)", "PNEUMONIA (mean 200)"]
+    assert ax.get_title() == "Pixel intensities: 5 images per class at 16x16" and sizes == {16}

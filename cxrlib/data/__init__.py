@@ -17,6 +17,18 @@ from .locate import (
     locate_data,
 )
 from .split import assign_subsets, class_weights, subsample, subset_counts
+from .summary import (
+    duplicate_files,
+    duplicate_groups,
+    duplicate_summary,
+    image_size_summary,
+    images_per_patient,
+    images_per_split,
+    patients_per_split,
+    sample_per_class,
+    share_of_patients_with_several_images,
+    validation_split_summary,
+)
 
 _PIPELINE_NAMES = {"make_dataset", "load_image", "build_augmenter", "to_rgb8"}
 
@@ -30,12 +42,22 @@ __all__ = [
     "class_weights",
     "download_and_extract",
     "download_dataset",
+    "duplicate_files",
+    "duplicate_groups",
+    "duplicate_summary",
     "find_kaggle_root",
+    "image_size_summary",
+    "images_per_patient",
+    "images_per_split",
     "locate_data",
     "patient_id_from_name",
+    "patients_per_split",
+    "sample_per_class",
     "scan_dataset",
+    "share_of_patients_with_several_images",
     "subsample",
     "subset_counts",
+    "validation_split_summary",
     *sorted(_PIPELINE_NAMES),
 ]
 
