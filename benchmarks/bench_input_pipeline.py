@@ -1,0 +1,78 @@
+"""Input-pipeline overhead: training from cxrlib.data.make_dataset vs from in-memory tensors.
+
+The same fastops model (ResNet-50, runtime precision) trains, in interleaved rounds, on
+(a) one in-memory batch repeated (no input cost at all), (b) make_dataset over real JPEGs with the
+memory cache warm, and (c) the same with on-the-fly augmentation. Rates (b) and (c) as a fraction
+of (a) are the pipeline's efficiency (goal >= 95%).
+"""
+import argparse
+
+from _common import (
+    RATE_HEADER,
+    Stopwatch,
+    append_report,
+    fit_rates,
+    machine_line,
+    markdown_table,
+    rate_rows,
+    training_frame,
+)
+
+import tensorflow as tf  # noqa: E402
+
+from cxrlib import fastops, models, runtime  # noqa: E402
+from cxrlib.data import make_dataset  # noqa: E402
+
+
+def warm_dataset(frame, size: int, batch_size: int, augment: bool) -> tuple[tf.data.Dataset, float]:
+    """make_dataset(training=True) with its memory cache filled; (repeated dataset, fill seconds)."""
+    dataset = make_dataset(frame, size, batch_size, training=True, augment=augment, cache="memory")
+    with Stopwatch() as fill:
+        for _ in dataset:
+            pass
+    return dataset.repeat(), fill.seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", default="resnet50", choices=models.ARCHS)
+    parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=1024, help="training JPEGs used")
+    parser.add_argument("--quick", action="store_true", help="smoke check: 64 px, batch 4, 2 steps, 1 round")
+    args = parser.parse_args()
+    if args.quick:
+        args.size, args.batch_size, args.steps, args.rounds, args.limit = 64, 4, 2, 1, 16
+    machine = machine_line()
+    precision = runtime.apply_precision(runtime.choose_precision("auto"))
+    model = fastops.optimize_for_cpu(models.build_model(args.arch, args.size))
+    runtime.apply_precision("float32")
+    model.compile(fastops.make_optimizer("adam", 1e-4), "binary_crossentropy")
+    frame = training_frame(args.limit)
+    plain, fill_seconds = warm_dataset(frame, args.size, args.batch_size, augment=False)
+    augmented, _ = warm_dataset(frame, args.size, args.batch_size, augment=True)
+    images, labels = next(iter(plain))
+    in_memory = tf.data.Dataset.from_tensors((images, labels)).repeat()
+    sources = {"in-memory tensors (upper bound)": in_memory, "make_dataset, cached": plain,
+               "make_dataset, cached + augmentation": augmented}
+    for data in sources.values():
+        model.fit(data, steps_per_epoch=2, epochs=1, verbose=0)
+    results = {name: [] for name in sources}
+    for _ in range(args.rounds):
+        for name, data in sources.items():
+            results[name].append(fit_rates(model, data, args.steps, args.batch_size))
+            print(name, results[name][-1], flush=True)
+    rows = rate_rows(results, baseline="in-memory tensors (upper bound)")
+    body = (
+        f"{args.arch} at {args.size} px, batch {args.batch_size}, {precision}, fastops; {len(frame)} training JPEGs, "
+        f"{args.steps} steps per round, {args.rounds} interleaved rounds. Decoding them into the memory cache "
+        f"(first epoch only) ran at {len(frame) / fill_seconds:.0f} images/s.\n\n"
+        + markdown_table(["training data source", *RATE_HEADER], rows)
+    )
+    append_report("Input pipeline efficiency", body, machine, write=not args.quick)
+
+
+if __name__ == "__main__":
+    main()
