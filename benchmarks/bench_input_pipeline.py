@@ -3,9 +3,11 @@
 The same fastops model (ResNet-50, runtime precision) trains, in interleaved rounds, on
 (a) one in-memory batch repeated (no input cost at all), (b) make_dataset over real JPEGs with the
 memory cache warm, and (c) the same with on-the-fly augmentation. Rates (b) and (c) as a fraction
-of (a) are the pipeline's efficiency (goal >= 95%).
+of (a) are the pipeline's efficiency (goal >= 95%). A second table times the augmenter alone: cxrlib's
+single affine warp against the three resampling Keras layers it replaced, as CPU time per batch.
 """
 import argparse
+import time
 
 from _common import (
     RATE_HEADER,
@@ -18,10 +20,12 @@ from _common import (
     training_frame,
 )
 
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from cxrlib import fastops, models, runtime  # noqa: E402
-from cxrlib.data import make_dataset  # noqa: E402
+from cxrlib.data import augment, make_dataset  # noqa: E402
 
 
 def warm_dataset(frame, size: int, batch_size: int, augment: bool) -> tuple[tf.data.Dataset, float]:
@@ -31,6 +35,42 @@ def warm_dataset(frame, size: int, batch_size: int, augment: bool) -> tuple[tf.d
         for _ in dataset:
             pass
     return dataset.repeat(), fill.seconds
+
+
+def three_layer_augmenter(seed: int) -> keras.Sequential:
+    """Baseline: the same ranges as three Keras layers that each resample the batch (cxrlib's first augmenter)."""
+    constant = {"fill_mode": "constant", "dtype": "float32"}
+    return keras.Sequential([
+        keras.layers.RandomRotation(augment.ROTATION_DEGREES / 360, seed=seed, **constant),
+        keras.layers.RandomZoom(augment.ZOOM, seed=seed + 1, **constant),
+        keras.layers.RandomTranslation(augment.SHIFT, augment.SHIFT, seed=seed + 2, **constant),
+        keras.layers.RandomContrast(augment.CONTRAST, value_range=(0, 255), seed=seed + 3, dtype="float32"),
+    ])
+
+
+def augmenter_cpu_ms(augmenter, images: np.ndarray, batches: int) -> float:
+    """CPU milliseconds of this process per batch, `augmenter` mapped over a tf.data stream of one batch."""
+    stream = tf.data.Dataset.from_tensors(images).repeat(batches).map(lambda batch: augmenter(batch, training=True))
+    for _ in stream.take(3):
+        pass
+    started = time.process_time()
+    for _ in stream:
+        pass
+    return (time.process_time() - started) / batches * 1000
+
+
+def augmenter_rows(size: int, batch_size: int, rounds: int, step_cpu_ms: float) -> list[list]:
+    """Interleaved timing of both augmenters; rows: name, CPU ms per batch, ratio, share of a training step."""
+    images = np.random.default_rng(0).uniform(0, 255, (batch_size, size, size, 3)).astype("float32")
+    augmenters = {"three Keras layers (rotation, zoom, translation) + contrast": three_layer_augmenter(42),
+                  "cxrlib: one affine warp + contrast": augment.build_augmenter(42)}
+    times = {name: [] for name in augmenters}
+    for _ in range(rounds):
+        for name, augmenter in augmenters.items():
+            times[name].append(augmenter_cpu_ms(augmenter, images, batches=50))
+    baseline = np.median(next(iter(times.values())))
+    return [[name, f"{np.median(ms):.1f}", f"{baseline / np.median(ms):.2f}x", f"{np.median(ms) / step_cpu_ms:.1%}"]
+            for name, ms in times.items()]
 
 
 def main() -> None:
@@ -65,11 +105,16 @@ def main() -> None:
             results[name].append(fit_rates(model, data, args.steps, args.batch_size))
             print(name, results[name][-1], flush=True)
     rows = rate_rows(results, baseline="in-memory tensors (upper bound)")
+    step_cpu_ms = args.batch_size / np.median([cpu for _, cpu in results["in-memory tensors (upper bound)"]]) * 1000
+    augmenters = augmenter_rows(args.size, args.batch_size, args.rounds, step_cpu_ms)
     body = (
         f"{args.arch} at {args.size} px, batch {args.batch_size}, {precision}, fastops; {len(frame)} training JPEGs, "
         f"{args.steps} steps per round, {args.rounds} interleaved rounds. Decoding them into the memory cache "
         f"(first epoch only) ran at {len(frame) / fill_seconds:.0f} images/s.\n\n"
         + markdown_table(["training data source", *RATE_HEADER], rows)
+        + f"\n\nThe augmenter alone, mapped over one {args.batch_size}-image batch in tf.data (median of "
+        f"{args.rounds} interleaved rounds of 50 batches), against a training step's {step_cpu_ms:.0f} CPU ms:\n\n"
+        + markdown_table(["augmenter", "CPU ms per batch", "speed-up", "of a training step's CPU time"], augmenters)
     )
     append_report("Input pipeline efficiency", body, machine, write=not args.quick)
 

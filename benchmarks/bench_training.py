@@ -27,7 +27,7 @@ import tensorflow as tf  # noqa: E402
 
 from cxrlib import fastops, models, runtime  # noqa: E402
 from cxrlib.data import make_dataset  # noqa: E402
-from cxrlib.data import pipeline  # noqa: E402
+from cxrlib.data import augment  # noqa: E402
 
 ARCH = "resnet50"
 
@@ -70,10 +70,10 @@ def reference_generator(frame, size: int, batch_size: int):
     import tf_keras
 
     generator = tf_keras.preprocessing.image.ImageDataGenerator(
-        rotation_range=pipeline.ROTATION_DEGREES,
-        zoom_range=pipeline.ZOOM,
-        width_shift_range=pipeline.SHIFT,
-        height_shift_range=pipeline.SHIFT,
+        rotation_range=augment.ROTATION_DEGREES,
+        zoom_range=augment.ZOOM,
+        width_shift_range=augment.SHIFT,
+        height_shift_range=augment.SHIFT,
         fill_mode="constant",
         preprocessing_function=tf_keras.applications.resnet50.preprocess_input,
     )

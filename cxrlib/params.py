@@ -67,6 +67,9 @@ PARAMETERS: dict[str, Param] = {
     "batch_size": Param(int, "images per training step", low=1, high=4096),
     "epochs": Param(int, "epochs of the first phase (head only when the base is frozen)", low=1, high=1000),
     "learning_rate": Param(float, "learning rate of the first phase", low=1e-7, high=1.0),
+    "lr_schedule": Param(str, "'cosine': anneal each phase's rate to 0; 'plateau': cut it when validation AUC stalls",
+                         choices=("plateau", "cosine")),
+    "label_smoothing": Param(float, "binary cross-entropy label smoothing (0: none)", low=0.0, high=0.5),
     "finetune_epochs": Param(int, "epochs of the optional fine-tuning phase (0: none; needs train_base false)",
                              low=0, high=1000),
     "finetune_learning_rate": Param(float, "learning rate of the fine-tuning phase", low=1e-8, high=1.0),
@@ -75,7 +78,7 @@ PARAMETERS: dict[str, Param] = {
     "train_base": Param(bool, "train the backbone in the first phase (false: head only, the reference protocol)"),
     "head_units": Param(int, "units of the Dense layer of the head (reference: 1024)", low=1, high=65536),
     "dropout": Param(float, "dropout before the output layer", low=0.0, high=0.95),
-    "augment": Param(bool, "random flips/rotations/zooms during training"),
+    "augment": Param(bool, "random rotation, zoom, shift and contrast jitter during training"),
     "precision": Param(str, "'auto' uses bfloat16 where the hardware supports it",
                        choices=("auto", "float32", "mixed_bfloat16", "mixed_float16")),
     "subsample_per_class": Param(int, "images per class and subset (null: all)", low=2, nullable=True),
@@ -93,8 +96,8 @@ PARAMETERS: dict[str, Param] = {
 
 # Parameters passed unchanged to cxrlib.train.TrainConfig (same names there).
 TRAIN_CONFIG_PARAMETERS = (
-    "image_size", "batch_size", "epochs", "learning_rate", "finetune_epochs", "finetune_learning_rate",
-    "weights", "train_base", "head_units", "dropout", "augment", "precision", "threshold_policy",
+    "image_size", "batch_size", "epochs", "learning_rate", "lr_schedule", "label_smoothing", "finetune_epochs",
+    "finetune_learning_rate", "weights", "train_base", "head_units", "dropout", "augment", "precision", "threshold_policy",
     "target_sensitivity", "seed",
 )
 TRAIN_PARAMETERS = ("profile", "data_dir", "runs_dir", *TRAIN_CONFIG_PARAMETERS, "subsample_per_class",

@@ -159,6 +159,18 @@ def test_same_seed_gives_the_same_predictions(tiny, tmp_path):
     assert np.ptp(probs[0]) > 0  # the model is not constant, so equality means something
 
 
+def test_cosine_schedule_anneals_each_phase_from_its_own_rate(tiny, tmp_path):
+    frame, fingerprint, cache_dir = tiny
+    config = tiny_config(cache_dir, epochs=3, learning_rate=0.01, lr_schedule="cosine", finetune_epochs=2,
+                         finetune_learning_rate=0.001, finetune_from="conv5_block3", early_stopping_patience=None)
+    train(frame, tmp_path / "run", config, data_fingerprint=fingerprint)
+    rates = pd.read_csv(tmp_path / "run" / "history.csv")["learning_rate"].to_numpy()
+    head, finetune = rates[:3], rates[3:]
+    assert len(finetune) == 2
+    assert np.all(np.diff(head) < 0) and head[0] <= 0.01 and head[-1] < 0.001  # annealed towards 0
+    assert 0.0001 < finetune[0] <= 0.001 and finetune[-1] < finetune[0]  # restarts from the phase's rate
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"arch": "vgg16"}, "arch must be one of"),
     ({"lr_schedule": "step"}, "lr_schedule"),

@@ -1,23 +1,20 @@
-"""tf.data input pipeline: decode once with PIL, cache uint8, shuffle, batch, augment with Keras layers."""
+"""tf.data input pipeline: decode once with PIL, cache uint8, shuffle, batch, augment (cxrlib.data.augment)."""
 import hashlib
 import os
 import uuid
 from pathlib import Path
 
-import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 from PIL import Image, ImageOps
 
+from cxrlib.data.augment import build_augmenter
+
 AUTOTUNE = tf.data.AUTOTUNE
 # Bump when load_image changes, so disk caches written by an older decoder are not reused.
 DECODER_VERSION = "pil-bilinear-v1"
 HIGH_BIT_MODES = {"I", "F", "I;16", "I;16B", "I;16L", "I;16N"}
-ROTATION_DEGREES = 10
-ZOOM = 0.1
-SHIFT = 0.05
-CONTRAST = 0.1
 
 
 def to_rgb8(image: Image.Image) -> Image.Image:
@@ -37,23 +34,6 @@ def load_image(path: str | Path, image_size: int) -> np.ndarray:
         upright = ImageOps.exif_transpose(image)
         rgb = to_rgb8(upright)
     return np.asarray(rgb.resize((image_size, image_size), Image.Resampling.BILINEAR))
-
-
-def build_augmenter(seed: int = 42) -> keras.Sequential:
-    """Small geometric and contrast jitter for raw 0..255 images; empty borders are filled with black.
-
-    Pinned to float32 so a global mixed-precision policy never changes the pipeline's output dtype.
-    """
-    float32 = {"dtype": "float32"}
-    return keras.Sequential(
-        [
-            keras.layers.RandomRotation(ROTATION_DEGREES / 360, fill_mode="constant", seed=seed, **float32),
-            keras.layers.RandomZoom(ZOOM, fill_mode="constant", seed=seed + 1, **float32),
-            keras.layers.RandomTranslation(SHIFT, SHIFT, fill_mode="constant", seed=seed + 2, **float32),
-            keras.layers.RandomContrast(CONTRAST, value_range=(0, 255), seed=seed + 3, **float32),
-        ],
-        name="augmenter",
-    )
 
 
 def _decoder(image_size: int):
