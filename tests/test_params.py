@@ -36,6 +36,8 @@ def test_wrong_type_names_parameter_value_expectation_and_profile():
     ("epochs", True, "has type bool"),
     ("seed", None, "must not be null"),
     ("threshold_policy", "best", "not an allowed value"),
+    ("lr_schedule", "step", "not an allowed value"),
+    ("label_smoothing", 0.7, "out of range"),
 ])
 def test_bad_values_are_rejected(name, value, problem):
     with pytest.raises(ParameterError, match=problem):

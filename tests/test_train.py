@@ -171,9 +171,21 @@ def test_cosine_schedule_anneals_each_phase_from_its_own_rate(tiny, tmp_path):
     assert 0.0001 < finetune[0] <= 0.001 and finetune[-1] < finetune[0]  # restarts from the phase's rate
 
 
+def test_label_smoothing_reaches_the_compiled_loss(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, activation="sigmoid")])
+    losses = {}
+    for smoothing in (0.0, 0.2):
+        trainer._compile(model, tiny_config(tmp_path, label_smoothing=smoothing), trainer.Phase("train", 0, 2, 0.01),
+                         steps_per_epoch=3)
+        losses[smoothing] = float(model.loss(np.array([[1.0]]), np.array([[0.999]])))
+    assert model.loss.label_smoothing == 0.2
+    assert losses[0.2] > losses[0.0] + 0.05  # a confident correct answer is penalised only when smoothing
+
+
 @pytest.mark.parametrize("overrides, message", [
     ({"arch": "vgg16"}, "arch must be one of"),
     ({"lr_schedule": "step"}, "lr_schedule"),
+    ({"label_smoothing": 1.0}, "label_smoothing"),
     ({"strategy": "tpu"}, "strategy"),
     ({"train_base": True, "finetune_epochs": 2}, "train_base=False"),
     ({"precision": "fp8"}, "precision"),
