@@ -2,6 +2,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from cxrlib.data.augment import RandomAffine, build_augmenter
 
@@ -69,8 +70,6 @@ def test_layer_round_trips_through_its_config():
 
 
 def test_every_batch_of_a_tf_data_pipeline_gets_new_warps():
-    import tensorflow as tf
-
     images = np.random.default_rng(2).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
     augmenter = build_augmenter(seed=3)
     batches = [batch.numpy() for batch in tf.data.Dataset.from_tensors(images).repeat(2).map(

@@ -38,12 +38,12 @@ class RandomAffine(keras.layers.Layer):
 
     def transform_matrix(self, batch, height, width):
         """[B, 8] output-to-input transforms in the layout keras.ops.image.affine_transform expects."""
+        width, height = ops.cast(width, "float32"), ops.cast(height, "float32")
         angle = self._uniform(batch, math.radians(self.degrees))
         scale = 1.0 + self._uniform(batch, self.zoom)  # > 1 samples a wider area: zooms out
-        shift_x = self._uniform(batch, self.shift) * ops.cast(width, "float32")
-        shift_y = self._uniform(batch, self.shift) * ops.cast(height, "float32")
-        centre_x = (ops.cast(width, "float32") - 1.0) / 2.0
-        centre_y = (ops.cast(height, "float32") - 1.0) / 2.0
+        shift_x = self._uniform(batch, self.shift) * width
+        shift_y = self._uniform(batch, self.shift) * height
+        centre_x, centre_y = (width - 1.0) / 2.0, (height - 1.0) / 2.0
         a0, a1 = scale * ops.cos(angle), -scale * ops.sin(angle)
         b0, b1 = scale * ops.sin(angle), scale * ops.cos(angle)
         a2 = centre_x + shift_x - (a0 * centre_x + a1 * centre_y)
