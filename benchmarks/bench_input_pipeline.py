@@ -44,7 +44,8 @@ def three_layer_augmenter(seed: int) -> keras.Sequential:
         keras.layers.RandomRotation(augment.ROTATION_DEGREES / 360, seed=seed, **constant),
         keras.layers.RandomZoom(augment.ZOOM, seed=seed + 1, **constant),
         keras.layers.RandomTranslation(augment.SHIFT, augment.SHIFT, seed=seed + 2, **constant),
-        keras.layers.RandomContrast(augment.CONTRAST, value_range=(0, 255), seed=seed + 3, dtype="float32"),
+        keras.layers.RandomBrightness(augment.BRIGHTNESS, value_range=(0, 255), seed=seed + 3, dtype="float32"),
+        keras.layers.RandomContrast(augment.CONTRAST, value_range=(0, 255), seed=seed + 4, dtype="float32"),
     ])
 
 
@@ -62,8 +63,8 @@ def augmenter_cpu_ms(augmenter, images: np.ndarray, batches: int) -> float:
 def augmenter_rows(size: int, batch_size: int, rounds: int, step_cpu_ms: float) -> list[list]:
     """Interleaved timing of both augmenters; rows: name, CPU ms per batch, ratio, share of a training step."""
     images = np.random.default_rng(0).uniform(0, 255, (batch_size, size, size, 3)).astype("float32")
-    augmenters = {"three Keras layers (rotation, zoom, translation) + contrast": three_layer_augmenter(42),
-                  "cxrlib: one affine warp + contrast": augment.build_augmenter(42)}
+    augmenters = {"three Keras layers (rotation, zoom, translation) + brightness + contrast": three_layer_augmenter(42),
+                  "cxrlib: one affine warp + brightness + contrast": augment.build_augmenter(42)}
     times = {name: [] for name in augmenters}
     for _ in range(rounds):
         for name, augmenter in augmenters.items():

@@ -61,6 +61,16 @@ def choose_threshold(y_true, probs, policy: str = "youden", target_sensitivity: 
     return float(thresholds[best])
 
 
+def threshold_interval(y_true, probs, policy: str = "youden", target_sensitivity: float = 0.95, n_boot: int = 2000,
+                       seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """How firmly validation pins the threshold: percentile interval of the thresholds ``policy`` picks on
+    stratified bootstrap resamples of the validation images. A wide interval means a flat metric curve."""
+    y_true, probs = check_binary_inputs(y_true, probs, "threshold_interval")
+    thresholds = [choose_threshold(np.repeat(y_true, counts), np.repeat(probs, counts), policy, target_sensitivity)
+                  for weights in bootstrap_weights(y_true, n_boot, seed) for counts in weights.astype(int)]
+    return percentile_interval(np.array(thresholds), level)
+
+
 # ---------------------------------------------------------------- point estimates (scikit-learn)
 
 CLASS_NAMES = ("NORMAL", "PNEUMONIA")

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cxrlib.data import augment
 from cxrlib.data.augment import RandomAffine, build_augmenter
 
 SIZE = 33  # odd, so the centre is a pixel
@@ -55,6 +56,15 @@ def test_same_seed_same_warps_and_inference_passes_through():
     np.testing.assert_array_equal(first, second)
     assert first.dtype == np.float32 and first.min() >= 0 and first.max() <= 255
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(RandomAffine(seed=7)(images, training=False)), images)
+
+
+def test_brightness_jitter_shifts_each_image_within_its_range():
+    # A flat grey image keeps its centre under any warp and any contrast factor; only brightness moves it.
+    images = np.full((16, SIZE, SIZE, 3), 128.0, np.float32)
+    centres = keras.ops.convert_to_numpy(build_augmenter(seed=11)(images, training=True))[:, SIZE // 2, SIZE // 2, 0]
+    shifts = centres - 128.0
+    assert np.abs(shifts).max() <= augment.BRIGHTNESS * 255 + 1e-3
+    assert len(np.unique(np.round(shifts, 3))) > 8  # a different shift per image
 
 
 @pytest.mark.parametrize("bad", [{"degrees": -1}, {"degrees": 180}, {"zoom": 1.0}, {"shift": -0.1}])

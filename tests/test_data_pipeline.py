@@ -97,7 +97,7 @@ def test_augmented_batches_stay_float32_under_a_mixed_precision_policy(frame):
 
 def test_augmenter_warps_once_then_jitters_contrast():
     augmenter = build_augmenter(seed=5)
-    assert [type(layer).__name__ for layer in augmenter.layers] == ["RandomAffine", "RandomContrast"]
+    assert [type(layer).__name__ for layer in augmenter.layers] == ["RandomAffine", "RandomBrightness", "RandomContrast"]
 
 
 def test_disk_cache_decodes_once_and_is_keyed_by_content_and_size(frame, tmp_path):

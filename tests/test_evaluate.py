@@ -43,11 +43,30 @@ def test_sensitivity_policy_takes_the_highest_threshold_reaching_the_target():
     assert sensitivity_at(higher.min()) < 0.9
 
 
+def test_threshold_interval_brackets_the_choice_and_narrows_with_more_validation_images():
+    def width_and_point(n):
+        y_true, probs = scored_sample(n_neg=n, n_pos=n, separation=2.0, seed=5, decimals=6)
+        low, high = evaluate.threshold_interval(y_true, probs, n_boot=300, seed=1)
+        return high - low, low <= evaluate.choose_threshold(y_true, probs) <= high
+    (small_width, small_inside), (large_width, large_inside) = width_and_point(40), width_and_point(2000)
+    assert small_inside and large_inside
+    assert large_width < small_width / 2
+
+
+def test_threshold_interval_of_separated_classes_stays_at_the_lowest_positives():
+    # Every resample is perfectly separated, so Youden always picks its lowest positive score.
+    y_true = np.r_[np.zeros(50, int), np.ones(50, int)]
+    probs = np.r_[np.linspace(0.0, 0.1, 50), np.linspace(0.6, 1.0, 50)]
+    low, high = evaluate.threshold_interval(y_true, probs, n_boot=200)
+    assert 0.6 <= low <= high <= 0.7
+
+
 @pytest.mark.parametrize("bad_call, message", [
     (lambda: evaluate.choose_threshold([0, 1, 1], [0.2, 0.9, 1.3]), "within"),
     (lambda: evaluate.choose_threshold([1, 1, 1], [0.2, 0.9, 0.3]), "both classes"),
     (lambda: evaluate.choose_threshold([0, 1], [0.2, 0.9], policy="f1"), "unknown threshold policy"),
     (lambda: evaluate.choose_threshold([0, 1, 1], [0.2, 0.9]), "equal length"),
+    (lambda: evaluate.threshold_interval([0, 0, 1], [0.2, 0.9, float("nan")]), "threshold_interval"),
 ])
 def test_bad_input_is_rejected_with_a_clear_message(bad_call, message):
     with pytest.raises(ValueError, match=message):

@@ -1,8 +1,9 @@
-"""Training-time augmentation: one random affine warp (rotation, zoom, shift) plus contrast jitter.
+"""Training-time augmentation: one random affine warp (rotation, zoom, shift) plus brightness and contrast jitter.
 
 Keras' RandomRotation, RandomZoom and RandomTranslation each resample the whole batch; composing the
 three into one matrix resamples it once, which keeps augmentation off the critical path of a 2-core
-CPU (benchmarks/bench_input_pipeline.py measures it).
+CPU (benchmarks/bench_input_pipeline.py measures it). The ranges mimic how positioning and exposure vary
+between acquisitions, so the model does not rely on one hospital's framing or film processing.
 """
 import math
 
@@ -10,9 +11,10 @@ import keras
 from keras import ops
 
 ROTATION_DEGREES = 10
-ZOOM = 0.1
-SHIFT = 0.05
-CONTRAST = 0.1
+ZOOM = 0.15
+SHIFT = 0.1
+BRIGHTNESS = 0.1  # fraction of the 0..255 range
+CONTRAST = 0.3
 
 
 @keras.saving.register_keras_serializable(package="cxrlib")
@@ -68,14 +70,15 @@ class RandomAffine(keras.layers.Layer):
 
 
 def build_augmenter(seed: int = 42) -> keras.layers.Pipeline:
-    """Small geometric and contrast jitter for raw 0..255 images, for use inside tf.data.
+    """Geometric, brightness and contrast jitter for raw 0..255 images, for use inside tf.data.
 
     Pinned to float32 so a global mixed-precision policy never changes the pipeline's output dtype.
     """
     return keras.layers.Pipeline(
         [
             RandomAffine(seed=seed, dtype="float32"),
-            keras.layers.RandomContrast(CONTRAST, value_range=(0, 255), seed=seed + 1, dtype="float32"),
+            keras.layers.RandomBrightness(BRIGHTNESS, value_range=(0, 255), seed=seed + 1, dtype="float32"),
+            keras.layers.RandomContrast(CONTRAST, value_range=(0, 255), seed=seed + 2, dtype="float32"),
         ],
         name="augmenter",
     )
