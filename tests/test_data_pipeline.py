@@ -95,7 +95,7 @@ def test_augmented_batches_stay_float32_under_a_mixed_precision_policy(frame):
     assert images.dtype.name == "float32"
 
 
-def test_augmenter_warps_once_then_jitters_contrast():
+def test_augmenter_warps_once_then_jitters_brightness_and_contrast():
     augmenter = build_augmenter(seed=5)
     assert [type(layer).__name__ for layer in augmenter.layers] == ["RandomAffine", "RandomBrightness", "RandomContrast"]
 
