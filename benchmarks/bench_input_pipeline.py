@@ -38,7 +38,7 @@ def warm_dataset(frame, size: int, batch_size: int, augment: bool) -> tuple[tf.d
 
 
 def three_layer_augmenter(seed: int) -> keras.Sequential:
-    """Baseline: the same ranges as three Keras layers that each resample the batch (cxrlib's first augmenter)."""
+    """Baseline: rotation, zoom and shift as three Keras layers that each resample the batch (how cxrlib first warped)."""
     constant = {"fill_mode": "constant", "dtype": "float32"}
     return keras.Sequential([
         keras.layers.RandomRotation(augment.ROTATION_DEGREES / 360, seed=seed, **constant),

@@ -78,7 +78,7 @@ PARAMETERS: dict[str, Param] = {
     "train_base": Param(bool, "train the backbone in the first phase (false: head only, the reference protocol)"),
     "head_units": Param(int, "units of the Dense layer of the head (reference: 1024)", low=1, high=65536),
     "dropout": Param(float, "dropout before the output layer", low=0.0, high=0.95),
-    "augment": Param(bool, "random rotation, zoom, shift and contrast jitter during training"),
+    "augment": Param(bool, "random rotation, zoom, shift, brightness and contrast jitter during training"),
     "precision": Param(str, "'auto' uses bfloat16 where the hardware supports it",
                        choices=("auto", "float32", "mixed_bfloat16", "mixed_float16")),
     "subsample_per_class": Param(int, "images per class and subset (null: all)", low=2, nullable=True),
