@@ -302,7 +302,7 @@ def replace_dir(source: Path, target: Path) -> None:
 # --- index.html ----------------------------------------------------------------------------------------
 
 def git_commit() -> str:
-    """The repository's commit (with ``-dirty`` when there are uncommitted changes), or 'unknown'."""
+    """The repository's commit (``-dirty`` if tracked files differ from it), or 'unknown'; taken when a run starts."""
     try:
         commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO_ROOT,
                                 capture_output=True, text=True, timeout=10, check=True).stdout.strip()
@@ -410,7 +410,7 @@ def run_profile(profile: str, only: list[str] | None, reports_dir: Path, runs_di
     runner_params = {"profile": name, "runs_dir": str(runs.live), "report_dir": str(staging.resolve())}
     previous = staging / "runner.json"
     done = json.loads(previous.read_text())["notebooks"] if previous.is_file() else {}
-    started, clock = dt.datetime.now().isoformat(timespec="seconds"), time.perf_counter()
+    started, clock, commit = dt.datetime.now().isoformat(timespec="seconds"), time.perf_counter(), git_commit()
     runs.begin()
     log.info(f"profile {name} ({profile_file}): {', '.join(nb.name for nb in notebooks)}; "
              f"reports -> {final}, runs -> {runs.live}")
@@ -443,7 +443,7 @@ def run_profile(profile: str, only: list[str] | None, reports_dir: Path, runs_di
     summary = {"profile": name, "profile_file": str(profile_file), "parameters": profile_params,
                "ran": [nb.stem for nb in notebooks], "notebooks": done, "started": started,
                "wall_seconds": round(time.perf_counter() - clock, 1), "peak_memory_mb": round(memory.peak_mb),
-               "commit": git_commit(), "note": note}
+               "commit": commit, "note": note}
     (staging / "runner.json").write_text(json.dumps(summary, indent=2))
     write_index(staging, summary)
     replace_dir(staging, final)

@@ -1,5 +1,6 @@
 """tf.data pipeline and load_image on tiny trees: decoding any format, order, shuffling, caches, read-only data."""
 import os
+import pathlib
 import stat
 
 import keras
@@ -123,6 +124,26 @@ def test_failed_cache_fill_names_the_file_and_leaves_no_cache(frame, tmp_path):
     os.remove(rows["path"].iloc[-1])
     with pytest.raises(tf.errors.OpError, match=os.path.basename(rows["path"].iloc[-1])):
         make_dataset(rows, SIZE, batch_size=4, cache=cache_dir)
+    assert os.listdir(cache_dir) == []
+
+
+def test_failed_cache_fill_tolerates_tensorflow_deleting_its_partial_files_first(frame, tmp_path, monkeypatch):
+    """TF's cache writer removes its own partial files when its iterator dies, racing our cleanup (CI saw it)."""
+    rows = frame[frame["subset"] == "test"]
+    cache_dir = tmp_path / "cache"
+    os.remove(rows["path"].iloc[-1])
+    real_glob = pathlib.Path.glob
+
+    def glob_then_vanish(self, pattern):
+        listed = list(real_glob(self, pattern))
+        for path in listed:  # gone between our listing and our unlink, as when TF's destructor wins
+            path.unlink(missing_ok=True)  # (TF's destructor may also beat this simulation to it)
+        return iter(listed)
+
+    monkeypatch.setattr(pathlib.Path, "glob", glob_then_vanish)
+    with pytest.raises(tf.errors.OpError, match=os.path.basename(rows["path"].iloc[-1])):
+        make_dataset(rows, SIZE, batch_size=4, cache=cache_dir)
+    monkeypatch.undo()
     assert os.listdir(cache_dir) == []
 
 

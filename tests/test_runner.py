@@ -140,7 +140,10 @@ def test_failed_run_keeps_the_earlier_reports_and_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "NOTEBOOKS_DIR", tmp_path / "notebooks")
     reports, runs = tmp_path / "reports", tmp_path / "runs"
     fake_notebooks(tmp_path / "notebooks", fail=False)
+    # e.g. the README edited while the notebooks ran: the record must name the code as it was at the start
+    monkeypatch.setattr(runner, "git_commit", lambda: "abc1234-dirty" if list(runs.rglob("seed.txt")) else "abc1234")
     runner.run_profile(str(write_profile(tmp_path / "toy.yaml", seed=1)), None, reports, runs)
+    assert json.loads((reports / "toy" / "runner.json").read_text())["commit"] == "abc1234"  # the code that ran
     index = (reports / "toy" / "index.html").read_text()
     assert "01_train_toy.html" in index and "0.500" in index and "peak memory" in index
     assert (reports / "toy" / "executed" / "02_check.ipynb").is_file()

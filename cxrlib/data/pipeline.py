@@ -80,9 +80,9 @@ def _fill_file_cache(dataset: tf.data.Dataset, prefix: Path) -> None:
         for part in sorted(prefix.parent.glob(f"{private.name}.data-*")):
             os.replace(part, prefix.parent / part.name.replace(private.name, prefix.name))
         os.replace(index, f"{prefix}.index")
-    finally:
+    finally:  # TF's writer also deletes its partial files when its iterator dies, maybe on another thread
         for leftover in prefix.parent.glob(f"{private.name}*"):
-            leftover.unlink()
+            leftover.unlink(missing_ok=True)
 
 
 def _disk_cache(dataset: tf.data.Dataset, frame: pd.DataFrame, image_size: int, directory: Path) -> tf.data.Dataset:
