@@ -70,20 +70,36 @@ def profile_path(name_or_file: str) -> Path:
     return path.resolve()
 
 
-def load_profile(path: Path) -> dict:
-    """The parameters of a profile file, checked against the schema in ``cxrlib.params``."""
+def parse_overrides(items: list[str] | None) -> dict:
+    """``--set KEY=VALUE`` arguments as a dict, each value read as YAML (``seed=43`` is the integer 43)."""
+    overrides = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RunError(f"--set {item!r}: expected KEY=VALUE, e.g. --set seed=43")
+        try:
+            overrides[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise RunError(f"--set {item!r}: the value is not valid YAML: {err}") from err
+    return overrides
+
+
+def load_profile(path: Path, overrides: dict | None = None) -> dict:
+    """The parameters of a profile file, with ``overrides`` applied, checked against ``cxrlib.params``."""
     try:
         params = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise RunError(f"{path} is not valid YAML: {err}") from err
     if not isinstance(params, dict):
         raise RunError(f"{path} must be a mapping of parameter: value, got {type(params).__name__}")
+    source = f"{path} or the --set values {overrides}" if overrides else str(path)
+    params = {**params, **(overrides or {})}
     runner_set = sorted(set(params) & set(RUNNER_SET))
     if runner_set:
-        raise RunError(f"{path} sets {runner_set}: the runner sets these (profile = file name; "
+        raise RunError(f"{source} sets {runner_set}: the runner sets these (profile = file name; "
                        "use --runs-dir / --reports-dir to move runs and reports)")
     try:
-        return check(params, source=str(path))
+        return check(params, source=source)
     except ParameterError as err:
         raise RunError(str(err)) from err
 
@@ -384,6 +400,7 @@ th {{ text-align: left; }} .note {{ background: #fff3cd; padding: .6rem 1rem; bo
 <tr><td>code version</td><td><code>{html.escape(summary["commit"])}</code></td></tr>
 <tr><td>CPU cores</td><td>{os.cpu_count()}</td></tr>
 <tr><td>profile file</td><td><code>{html.escape(summary["profile_file"])}</code></td></tr>
+<tr><td>changed with --set</td><td><code>{html.escape(repr(summary.get("overrides") or "nothing"))}</code></td></tr>
 </table>
 <h2>Profile parameters</h2>
 <table>{params}</table>
@@ -394,12 +411,13 @@ th {{ text-align: left; }} .note {{ background: #fff3cd; padding: .6rem 1rem; bo
 
 # --- the run -------------------------------------------------------------------------------------------
 
-def run_profile(profile: str, only: list[str] | None, reports_dir: Path, runs_dir: Path, note: str = "") -> Path:
-    """Execute the selected notebooks of ``profile``; return the report directory or raise RunError."""
+def run_profile(profile: str, only: list[str] | None, reports_dir: Path, runs_dir: Path, note: str = "",
+                overrides: dict | None = None) -> Path:
+    """Execute the selected notebooks of ``profile`` (``overrides`` replace its values); return the report dir."""
     check_kernel()
     profile_file = profile_path(profile)
     name = profile_file.stem
-    profile_params = load_profile(profile_file)
+    profile_params = load_profile(profile_file, overrides)
     check_profile_is_used(profile_params, profile_file)
     notebooks = select_notebooks(only)
 
@@ -441,7 +459,7 @@ def run_profile(profile: str, only: list[str] | None, reports_dir: Path, runs_di
             done[notebook.stem] = {"seconds": round(time.perf_counter() - tick, 1),
                                    "finished": dt.datetime.now().isoformat(timespec="seconds")}
     summary = {"profile": name, "profile_file": str(profile_file), "parameters": profile_params,
-               "ran": [nb.stem for nb in notebooks], "notebooks": done, "started": started,
+               "overrides": overrides or {}, "ran": [nb.stem for nb in notebooks], "notebooks": done, "started": started,
                "wall_seconds": round(time.perf_counter() - clock, 1), "peak_memory_mb": round(memory.peak_mb),
                "commit": commit, "note": note}
     (staging / "runner.json").write_text(json.dumps(summary, indent=2))
@@ -460,6 +478,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "(default: full if ImageNet weights can be had, else cpu)")
     parser.add_argument("--only", action="append", metavar="PREFIX",
                         help="run only notebooks whose name starts with PREFIX (repeatable), e.g. --only 02")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
+                        help="replace one profile parameter for this run (repeatable), e.g. --set seed=43; "
+                             "checked like the profile's own values")
     parser.add_argument("--reports-dir", type=Path, default=REPO_ROOT / "reports",
                         help="where <profile>/ reports go (default: reports/)")
     parser.add_argument("--runs-dir", type=Path, default=REPO_ROOT / "runs",
@@ -483,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
             note = ("Profile 'cpu' was chosen automatically because ImageNet weights could not be had: "
                     "models are trained from scratch at reduced resolution; this is not the study's protocol.")
     try:
-        run_profile(args.profile, args.only, args.reports_dir.resolve(), args.runs_dir.resolve(), note)
+        run_profile(args.profile, args.only, args.reports_dir.resolve(), args.runs_dir.resolve(), note,
+                    parse_overrides(args.overrides))
     except RunError as err:
         log.error(f"error: {err}")
         return 1

@@ -38,6 +38,23 @@ def test_load_profile_rejects_bad_values_runner_keys_and_non_mappings(tmp_path):
         runner.load_profile(tmp_path / "list.yaml")
 
 
+def test_set_overrides_replace_profile_values_and_are_checked_like_them(tmp_path):
+    profile = write_profile(tmp_path / "base.yaml", seed=1, epochs=2, augment=True)
+    overrides = runner.parse_overrides(["seed=43", "augment=false", "lr_schedule = cosine"])
+    assert overrides == {"seed": 43, "augment": False, "lr_schedule": "cosine"}
+    assert runner.load_profile(profile, overrides) == {"seed": 43, "epochs": 2, "augment": False,
+                                                       "lr_schedule": "cosine"}
+    assert runner.load_profile(profile) == {"seed": 1, "epochs": 2, "augment": True}
+    with pytest.raises(runner.RunError, match=r"--set 'seed': expected KEY=VALUE"):
+        runner.parse_overrides(["seed"])
+    with pytest.raises(runner.RunError, match=r"'epochs' = 'three' has type str.*base\.yaml or the --set values"):
+        runner.load_profile(profile, runner.parse_overrides(["epochs=three"]))
+    with pytest.raises(runner.RunError, match=r"unknown parameter 'seeed'.*did you mean 'seed'"):
+        runner.load_profile(profile, {"seeed": 43})
+    with pytest.raises(runner.RunError, match=r"sets \['report_dir'\]: the runner sets these"):
+        runner.load_profile(profile, {"report_dir": "x"})
+
+
 @pytest.mark.parametrize("name", ["full", "cpu", "smoke"])
 def test_every_profile_key_is_declared_by_some_notebook(name):
     path = runner.profile_path(name)
@@ -142,10 +159,12 @@ def test_failed_run_keeps_the_earlier_reports_and_runs(tmp_path, monkeypatch):
     fake_notebooks(tmp_path / "notebooks", fail=False)
     # e.g. the README edited while the notebooks ran: the record must name the code as it was at the start
     monkeypatch.setattr(runner, "git_commit", lambda: "abc1234-dirty" if list(runs.rglob("seed.txt")) else "abc1234")
-    runner.run_profile(str(write_profile(tmp_path / "toy.yaml", seed=1)), None, reports, runs)
-    assert json.loads((reports / "toy" / "runner.json").read_text())["commit"] == "abc1234"  # the code that ran
+    runner.run_profile(str(write_profile(tmp_path / "toy.yaml", seed=0)), None, reports, runs, overrides={"seed": 1})
+    record = json.loads((reports / "toy" / "runner.json").read_text())
+    assert record["commit"] == "abc1234"  # the code that ran
+    assert record["overrides"] == {"seed": 1} and record["parameters"]["seed"] == 1
     index = (reports / "toy" / "index.html").read_text()
-    assert "01_train_toy.html" in index and "0.500" in index and "peak memory" in index
+    assert "01_train_toy.html" in index and "0.500" in index and "peak memory" in index and "{&#x27;seed&#x27;: 1}" in index
     assert (reports / "toy" / "executed" / "02_check.ipynb").is_file()
     assert (runs / "toy" / "toy" / "seed.txt").read_text() == "1"
 
