@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The pre-registered five-replicate study (docs/PREREGISTRATION.md). Each replicate trains both models of the
+# cpu profile with the code of the plan's commit (checked out in a git worktree, so later changes to the
+# repository cannot touch the study), then copies the replicate's small records (run.json, history.csv,
+# predictions.csv; no model files) to reports/cpu/runs/<arch>/seed-<k>/ for committing.
+# Replicates whose records are already there are skipped: run it again to continue after an interruption.
+#   scripts/run_study.sh [WORKTREE_DIR]        (default: ../cxr-study beside the repository)
+# About 75 minutes per replicate on a 2-core CPU; long: run it in the background with a log, e.g.
+#   nohup scripts/run_study.sh > study.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$(pwd)"
+seeds=(1 2 3 4 5)  # the replicates of docs/PREREGISTRATION.md: split seed = training seed = k
+records="$repo/reports/cpu/runs"
+plan_commit="$(git log --diff-filter=A --format=%H -- docs/PREREGISTRATION.md | tail -n 1)"
+worktree="${1:-$repo/../cxr-study}"
+
+if [[ -z "$plan_commit" ]]; then
+    echo "error: no commit adds docs/PREREGISTRATION.md; the study runs only from a committed plan" >&2
+    exit 1
+fi
+if [[ ! -d "$worktree" ]]; then
+    git worktree add --detach "$worktree" "$plan_commit"
+fi
+if [[ "$(git -C "$worktree" rev-parse HEAD)" != "$plan_commit" ]]; then
+    echo "error: $worktree is not at the plan's commit $plan_commit; remove it (git worktree remove $worktree)" \
+         "or pass another directory" >&2
+    exit 1
+fi
+
+for seed in "${seeds[@]}"; do
+    if [[ -f "$records/resnet50/seed-$seed/run.json" && -f "$records/densenet121/seed-$seed/run.json" ]]; then
+        echo "replicate seed $seed: records present, skipped"
+        continue
+    fi
+    echo "replicate seed $seed: training both models, started $(date -u '+%Y-%m-%d %H:%M') UTC"
+    (cd "$worktree" && ./run_all.sh --profile cpu --set "seed=$seed" --only 02 --only 03 \
+        --runs-dir "runs/study/seed-$seed" --reports-dir "reports/study/seed-$seed")
+    for arch in resnet50 densenet121; do
+        mkdir -p "$records/$arch/seed-$seed"
+        cp "$worktree/runs/study/seed-$seed/cpu/$arch/"{run.json,history.csv,predictions.csv} "$records/$arch/seed-$seed/"
+    done
+    cp "$worktree/reports/study/seed-$seed/cpu/runner.json" "$records/runner-seed-$seed.json"
+    echo "replicate seed $seed: finished $(date -u '+%Y-%m-%d %H:%M') UTC; records in reports/cpu/runs/*/seed-$seed"
+done
