@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
-seeds=(1 2 3 4 5)  # the replicates of docs/PREREGISTRATION.md: split seed = training seed = k
+seeds=(1 2 3 4 5)  # the replicates of docs/PREREGISTRATION.md: split seed = training seed = k, float32
 records="$repo/reports/cpu/runs"
 plan_commit="$(git log --diff-filter=A --format=%H -- docs/PREREGISTRATION.md | tail -n 1)"
 worktree="${1:-$repo/../cxr-study}"
@@ -34,7 +34,7 @@ for seed in "${seeds[@]}"; do
         continue
     fi
     echo "replicate seed $seed: training both models, started $(date -u '+%Y-%m-%d %H:%M') UTC"
-    (cd "$worktree" && ./run_all.sh --profile cpu --set "seed=$seed" --only 02 --only 03 \
+    (cd "$worktree" && ./run_all.sh --profile cpu --set "seed=$seed" --set precision=float32 --only 02 --only 03 \
         --runs-dir "runs/study/seed-$seed" --reports-dir "reports/study/seed-$seed")
     for arch in resnet50 densenet121; do
         mkdir -p "$records/$arch/seed-$seed"
