@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/ensure_env.sh
+if [[ "${CI:-}" == "true" ]]; then scripts/install_chromium.sh; fi  # for the browser tests
 "$CXR_PYTHON" -m pytest "$@"

@@ -1,30 +1,34 @@
-"""Metrics, the validation-only decision threshold, and stratified-bootstrap confidence intervals.
+"""Metrics and the validation-only decision threshold.
 
 Convention used everywhere: a probability ``p`` is predicted PNEUMONIA (1) when ``p >= threshold``
 (the same convention as ``sklearn.metrics.roc_curve``). The threshold is chosen on validation rows
 only (``choose_threshold``); every function that evaluates test takes it as an argument.
 
-Confidence intervals: percentile intervals from a seeded stratified bootstrap over test images
-(positives and negatives resampled separately, so class counts stay fixed). Each resample is a row of
-image multiplicities, so all resamples are scored at once with matrix products (``weighted_metrics``).
-ECE uses 10 equal-width probability bins, weighted by the share of images in each bin.
+Point estimates come from scikit-learn (``compute_metrics``); ``weighted_metrics`` computes the same
+metrics for many rows of image multiplicities at once, which is how ``cxrlib.bootstrap`` scores all
+resamples with a few matrix products. ECE uses 10 equal-width probability bins, weighted by the share
+of images in each bin.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
-
 import numpy as np
 import pandas as pd
+from scipy.special import expit, logit
 from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, brier_score_loss,
                              classification_report, f1_score, precision_recall_fscore_support, precision_score,
                              recall_score, roc_auc_score, roc_curve)
-from tqdm.auto import tqdm
 
-THRESHOLD_POLICIES = ("youden", "sensitivity")
+from cxrlib.contract import CLASS_NAMES, THRESHOLD_POLICIES
+
+LOGIT_CLIP = 1e-6  # youden_midpoint: probabilities are clipped to [1e-6, 1 - 1e-6] before the logit
+POLICY_PARAMETERS = ("target_sensitivity", "delta", "fixed_threshold")  # choose_threshold's keyword parameters
 
 
-def check_binary_inputs(y_true, probs, what: str = "predictions") -> tuple[np.ndarray, np.ndarray]:
-    """Validate labels (0/1, both classes present) and probabilities (finite, in [0, 1]) of equal length."""
+def check_binary_inputs(y_true, probs, what: str = "predictions", sample_weight=None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate labels (0/1, both classes present) and probabilities (finite, in [0, 1]) of equal length.
+
+    With ``sample_weight`` (image multiplicities) a class counts as present only if it has positive weight.
+    """
     y_true = np.asarray(y_true)
     probs = np.asarray(probs, dtype=float)
     if y_true.ndim != 1 or probs.ndim != 1 or len(y_true) != len(probs):
@@ -32,48 +36,83 @@ def check_binary_inputs(y_true, probs, what: str = "predictions") -> tuple[np.nd
                          f"got shapes {y_true.shape} and {probs.shape}")
     if not np.isin(y_true, (0, 1)).all():
         raise ValueError(f"{what}: labels must be 0 (NORMAL) or 1 (PNEUMONIA), got {np.unique(y_true)[:5]}")
-    if len(np.unique(y_true)) < 2:
-        raise ValueError(f"{what}: both classes are needed, only {np.unique(y_true)} present")
+    present = y_true if sample_weight is None else y_true[np.asarray(sample_weight) > 0]
+    if len(np.unique(present)) < 2:
+        raise ValueError(f"{what}: both classes are needed, only {np.unique(present)} present")
     if not np.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
         raise ValueError(f"{what}: probabilities must be finite and within [0, 1]")
     return y_true.astype(int), probs
 
 
-def choose_threshold(y_true, probs, policy: str = "youden", target_sensitivity: float = 0.95) -> float:
-    """Pick the decision threshold on *validation* predictions; apply it unchanged to test.
+# ---------------------------------------------------------------- operating-point policies
 
-    ``youden``: maximise Youden's J = sensitivity + specificity - 1 (ties -> the highest threshold).
-    ``sensitivity``: the highest threshold whose validation sensitivity reaches ``target_sensitivity``.
-    The threshold is one of the observed probabilities; ``p >= threshold`` is positive.
+def check_policy_parameters(policy: str, target_sensitivity: float = 0.95, delta: float = 0.02,
+                            fixed_threshold: float = 0.5) -> None:
+    """Reject an unknown policy or an out-of-range parameter, naming the value and what to give instead."""
+    if policy not in THRESHOLD_POLICIES:
+        raise ValueError(f"unknown threshold policy {policy!r}; use one of {THRESHOLD_POLICIES}")
+    if not 0 < target_sensitivity <= 1:
+        raise ValueError(f"target_sensitivity={target_sensitivity!r} is outside (0, 1]; give the validation "
+                         "sensitivity the 'sensitivity' policy must reach, e.g. 0.95")
+    if not 0 <= delta < 1:
+        raise ValueError(f"delta={delta!r} is outside [0, 1); give the drop in Youden's J below its maximum that "
+                         "'youden_midpoint' tolerates, e.g. 0.02")
+    if not 0 < fixed_threshold < 1:
+        raise ValueError(f"fixed_threshold={fixed_threshold!r} is outside (0, 1); give the probability the 'fixed' "
+                         "policy uses, e.g. 0.5")
+
+
+def _youden_midpoint(j: np.ndarray, thresholds: np.ndarray, delta: float) -> float:
+    """Logit-space midpoint of the lowest and highest ROC thresholds whose J is within ``delta`` of max J."""
+    near_best = np.clip(thresholds[j >= j.max() - delta - 1e-12], LOGIT_CLIP, 1 - LOGIT_CLIP)
+    return float(expit((logit(near_best.min()) + logit(near_best.max())) / 2))
+
+
+def policy_thresholds(y_true, probs, policies=THRESHOLD_POLICIES, sample_weight=None, target_sensitivity: float = 0.95,
+                      delta: float = 0.02, fixed_threshold: float = 0.5) -> dict[str, float]:
+    """The threshold of each policy in ``policies`` from one ROC curve (see ``choose_threshold``).
+
+    ``sample_weight`` gives image multiplicities (a bootstrap resample); images of weight 0 are ignored.
     """
-    y_true, probs = check_binary_inputs(y_true, probs, "choose_threshold")
-    fpr, tpr, thresholds = roc_curve(y_true, probs, drop_intermediate=False)
+    for policy in policies:
+        check_policy_parameters(policy, target_sensitivity, delta, fixed_threshold)
+    y_true, probs = check_binary_inputs(y_true, probs, "choose_threshold", sample_weight)
+    fpr, tpr, thresholds = roc_curve(y_true, probs, sample_weight=sample_weight, drop_intermediate=False)
     # Index 0 is sklearn's "predict nothing positive" point (threshold = inf); never a useful choice.
     fpr, tpr, thresholds = fpr[1:], tpr[1:], thresholds[1:]
-    if policy == "youden":
-        best = int(np.argmax(tpr - fpr))
-    elif policy == "sensitivity":
-        if not 0 < target_sensitivity <= 1:
-            raise ValueError(f"target_sensitivity must be in (0, 1], got {target_sensitivity}")
-        best = int(np.argmax(tpr >= target_sensitivity - 1e-12))
-    else:
-        raise ValueError(f"unknown threshold policy {policy!r}; use one of {THRESHOLD_POLICIES}")
-    return float(thresholds[best])
+    j = tpr - fpr
+    chosen = {
+        "fixed": fixed_threshold,
+        "youden_midpoint": _youden_midpoint(j, thresholds, delta),
+        # Thresholds decrease, so the first maximum is the highest; the tolerance makes float-rounded ties
+        # (1 - 1/3 vs 2/3) count as ties.
+        "youden": thresholds[np.argmax(j >= j.max() - 1e-12)],
+        "sensitivity": thresholds[np.argmax(tpr >= target_sensitivity - 1e-12)],
+    }
+    return {policy: float(chosen[policy]) for policy in policies}
 
 
-def threshold_interval(y_true, probs, policy: str = "youden", target_sensitivity: float = 0.95, n_boot: int = 2000,
-                       seed: int = 0, level: float = 0.95) -> tuple[float, float]:
-    """How firmly validation pins the threshold: percentile interval of the thresholds ``policy`` picks on
-    stratified bootstrap resamples of the validation images. A wide interval means a flat metric curve."""
-    y_true, probs = check_binary_inputs(y_true, probs, "threshold_interval")
-    thresholds = [choose_threshold(np.repeat(y_true, counts), np.repeat(probs, counts), policy, target_sensitivity)
-                  for weights in bootstrap_weights(y_true, n_boot, seed) for counts in weights.astype(int)]
-    return percentile_interval(np.array(thresholds), level)
+def choose_threshold(y_true, probs, policy: str = "youden", target_sensitivity: float = 0.95, delta: float = 0.02,
+                     fixed_threshold: float = 0.5) -> float:
+    """Pick the decision threshold from *validation* predictions alone; apply it unchanged to test.
+
+    ``fixed``: ``fixed_threshold`` (default 0.5) whatever the data (the inputs are still validated). Trained
+    with balanced class weights and symmetric label smoothing eps, the output estimates eps/2 + (1 - eps) *
+    P(PNEUMONIA | image) under a 50/50 prior (0.05 + 0.9 * P for eps = 0.1), so 0.5 is the likelihood-ratio-1
+    point, where balanced accuracy and Youden's J peak if the model is calibrated in that sense.
+    ``youden_midpoint``: over the observed ROC thresholds t, take the set whose Youden's J(t) = sensitivity +
+    specificity - 1 is at least max J - ``delta``; return the midpoint in logit space of its lowest and highest
+    member, sigmoid((logit(t_lo) + logit(t_hi)) / 2), with both clipped to [1e-6, 1 - 1e-6]. When J is flat
+    (a plateau) this sits in the middle of the plateau instead of at the edge one or two images decide.
+    ``youden``: maximise J (ties -> the highest threshold); one of the observed probabilities.
+    ``sensitivity``: the highest threshold whose validation sensitivity reaches ``target_sensitivity``.
+    Every parameter is checked whatever the policy. ``p >= threshold`` is positive.
+    """
+    return policy_thresholds(y_true, probs, (policy,), None, target_sensitivity, delta, fixed_threshold)[policy]
 
 
 # ---------------------------------------------------------------- point estimates (scikit-learn)
 
-CLASS_NAMES = ("NORMAL", "PNEUMONIA")
 THRESHOLD_METRICS = ("accuracy", "balanced_accuracy", "sensitivity", "specificity", "ppv", "npv",
                      "precision_macro", "recall_macro", "f1_macro", "f1_weighted")
 PROBABILITY_METRICS = ("roc_auc", "pr_auc", "brier", "ece")
@@ -217,105 +256,6 @@ def weighted_metrics(y_true, probs, threshold: float, weights) -> dict[str, np.n
     return _threshold_metrics(y_true, predict_labels(probs, threshold), weights) | _probability_metrics(
         y_true, probs, weights)
 
-
-# ---------------------------------------------------------------- stratified bootstrap
-
-BOOTSTRAP_CHUNK = 250
-
-
-def bootstrap_weights(y_true, n_boot: int = 2000, seed: int = 0, progress: bool = False) -> Iterator[np.ndarray]:
-    """Stratified bootstrap as count matrices: each row resamples positives and negatives separately.
-
-    Class counts stay fixed, so every resample has both classes and AUC is always defined.
-    Rows come in chunks of ``BOOTSTRAP_CHUNK`` to bound memory.
-    """
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
-    y_true = np.asarray(y_true)
-    rng = np.random.default_rng(seed)
-    classes = [np.flatnonzero(y_true == label) for label in (0, 1)]
-    starts = range(0, n_boot, BOOTSTRAP_CHUNK)
-    for start in tqdm(starts, desc="bootstrap", unit="chunk", disable=not progress or len(starts) < 2):
-        size = min(BOOTSTRAP_CHUNK, n_boot - start)
-        weights = np.zeros((size, len(y_true)))
-        for members in classes:
-            weights[:, members] = rng.multinomial(len(members), np.full(len(members), 1 / len(members)), size=size)
-        yield weights
-
-
-def percentile_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval, ignoring resamples where the metric is undefined (NaN)."""
-    values = np.asarray(values, dtype=float)
-    if np.isnan(values).all():
-        return np.nan, np.nan
-    tail = 100 * (1 - level) / 2
-    low, high = np.nanpercentile(values, [tail, 100 - tail])
-    return float(low), float(high)
-
-
-def bootstrap_distribution(y_true, probs, threshold: float, n_boot: int = 2000, seed: int = 0,
-                           progress: bool = False) -> pd.DataFrame:
-    """All metrics on each of ``n_boot`` stratified resamples of the images (one row per resample)."""
-    y_true, probs = check_binary_inputs(y_true, probs, "bootstrap_distribution")
-    chunks = [pd.DataFrame(weighted_metrics(y_true, probs, threshold, weights))
-              for weights in bootstrap_weights(y_true, n_boot, seed, progress)]
-    return pd.concat(chunks, ignore_index=True)
-
-
-def bootstrap_metrics(y_true, probs, threshold: float, n_boot: int = 2000, seed: int = 0,
-                      level: float = 0.95, progress: bool = False) -> pd.DataFrame:
-    """Point estimate (scikit-learn) and percentile ``level`` CI of every metric; index = metric name.
-
-    CIs come from a seeded stratified bootstrap over test images (``n_boot`` resamples, class counts fixed).
-    """
-    estimates = compute_metrics(y_true, probs, threshold)
-    resamples = bootstrap_distribution(y_true, probs, threshold, n_boot, seed, progress)
-    rows = {name: (estimates[name], *percentile_interval(resamples[name], level)) for name in METRICS}
-    frame = pd.DataFrame.from_dict(rows, orient="index", columns=["estimate", "ci_low", "ci_high"])
-    frame.index.name = "metric"
-    return frame
-
-
-def evaluate_at_thresholds(y_true, probs, threshold: float, policy: str = "chosen on validation",
-                           n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> pd.DataFrame:
-    """Test metrics with CIs at the default 0.5 and at the validation-chosen ``threshold``, labelled.
-
-    Columns: operating_point, threshold, metric, estimate, ci_low, ci_high. Threshold-free metrics
-    (ROC-AUC, PR-AUC, Brier, ECE) are identical in both blocks.
-    """
-    blocks = []
-    for label, value in (("default 0.5", 0.5), (f"{policy} ({threshold:.3f})", threshold)):
-        block = bootstrap_metrics(y_true, probs, value, n_boot, seed, level).reset_index()
-        block.insert(0, "threshold", value)
-        block.insert(0, "operating_point", label)
-        blocks.append(block)
-    return pd.concat(blocks, ignore_index=True)
-
-
-def paired_bootstrap(y_true, probs_a, probs_b, threshold_a: float, threshold_b: float,
-                     metrics: Sequence[str] = ("accuracy", "roc_auc"), n_boot: int = 2000, seed: int = 0,
-                     level: float = 0.95) -> pd.DataFrame:
-    """Bootstrap CI of metric(a) - metric(b) with both models scored on the *same* resamples.
-
-    Index = metric; columns: a, b, difference, ci_low, ci_high (percentile interval of the difference).
-    """
-    y_true, probs_a = check_binary_inputs(y_true, probs_a, "paired_bootstrap (model a)")
-    _, probs_b = check_binary_inputs(y_true, probs_b, "paired_bootstrap (model b)")
-    unknown = set(metrics) - set(METRICS)
-    if unknown:
-        raise ValueError(f"unknown metrics {sorted(unknown)}; choose from {METRICS}")
-    point_a, point_b = compute_metrics(y_true, probs_a, threshold_a), compute_metrics(y_true, probs_b, threshold_b)
-    differences = {name: [] for name in metrics}
-    for weights in bootstrap_weights(y_true, n_boot, seed):
-        resampled_a = weighted_metrics(y_true, probs_a, threshold_a, weights)
-        resampled_b = weighted_metrics(y_true, probs_b, threshold_b, weights)
-        for name in metrics:
-            differences[name].append(resampled_a[name] - resampled_b[name])
-    rows = {name: (point_a[name], point_b[name], point_a[name] - point_b[name],
-                   *percentile_interval(np.concatenate(differences[name]), level)) for name in metrics}
-    frame = pd.DataFrame.from_dict(rows, orient="index", columns=["a", "b", "difference", "ci_low", "ci_high"])
-    frame.index.name = "metric"
-    return frame
 
 
 def metrics_vs_threshold(y_true, probs, thresholds=None) -> pd.DataFrame:

@@ -1,8 +1,8 @@
 """Grad-CAM (Selvaraju et al. 2017) for the classifiers of ``cxrlib.models.build_model`` and similar models.
 
 The feature map is the last layer with a spatial (4-D) output, found automatically, also inside the
-nested keras.applications backbone. The model is split there into ``features(x)`` (layers before the
-backbone + the backbone up to that layer) and ``head(features)`` (the rest, re-applied layer by layer),
+nested keras.applications backbone. The model is split there into ``features(x)`` (the model's graph before
+the backbone, e.g. its preprocessing ops, + the backbone up to that layer) and ``head(features)`` (the rest, re-applied layer by layer),
 so the gradient of the PNEUMONIA logit with respect to the feature map can be taken.
 """
 from __future__ import annotations
@@ -62,7 +62,9 @@ class GradCam:
         top_layers = [layer for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)]
         anchor, feature_layer = path[0], path[-1]
         index = top_layers.index(anchor)
-        self.prefix, self.suffix = top_layers[:index], top_layers[index + 1:]
+        # Everything before the anchor runs as the model's own graph (layers and plain Keras ops alike).
+        self.prefix = keras.Model(model.inputs, top_layers[index - 1].output) if index else None
+        self.suffix = top_layers[index + 1:]
         if len(path) == 1:
             self.to_features, self.after_features = anchor, None
         else:
@@ -74,8 +76,8 @@ class GradCam:
     def features(self, images) -> tf.Tensor:
         """The feature map (float32) for raw-pixel ``images``."""
         x = tf.convert_to_tensor(images, dtype=tf.float32)
-        for layer in self.prefix:
-            x = layer(x, training=False)
+        if self.prefix is not None:
+            x = self.prefix(x, training=False)
         return tf.cast(self.to_features(x, training=False), tf.float32)
 
     def head_logit(self, features) -> tf.Tensor:

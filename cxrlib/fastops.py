@@ -7,10 +7,24 @@ TensorFlow's CPU `Conv2DBackpropInput` (Eigen, used when oneDNN is off, e.g. on 
 times slower than a forward convolution at the small spatial sizes of the last ResNet stage;
 `FastGradConv2D` computes the same gradients as a forward convolution or a matmul.
 
+`optimize_for_cpu` switches a model's layers to these classes in place (cxrlib.train does so only when no
+GPU is visible); `standard_layers` switches them back while a model is saved, so saved files hold only
+Keras' own layers and load with plain `keras.saving.load_model`. The classes stay registered so that
+files saved by earlier versions (which named them) still load after `import cxrlib.fastops`.
+
+Keras internals relied on (no public API exists; tests/test_fastops.py fails if Keras changes them):
+`Adam._momentums`, `Adam._velocities` and `Optimizer._get_variable_index` (the slot variables of a
+variable, for the fused Adam kernel), and `Conv2D.convolution_op` as the method `Conv2D.call` computes
+the convolution with (the hook FastGradConv2D overrides).
+
 The largest CPU gain is outside this module: TensorFlow enables oneDNN by default only on recent
 Intel CPUs; elsewhere set `TF_ENABLE_ONEDNN_OPTS=1` before TensorFlow is imported
 (reports/benchmarks.md has the measurements).
 """
+import contextlib
+import warnings
+from collections.abc import Iterator
+
 import keras
 import tensorflow as tf
 
@@ -192,6 +206,35 @@ CPU_LAYER_CLASSES = {
     keras.layers.BatchNormalization: FusedBatchNormalization,
     keras.layers.Conv2D: FastGradConv2D,
 }
+# fastops subclass -> the Keras layer class standard_layers switches it back to.
+STANDARD_LAYER_CLASSES = {faster: standard for standard, faster in CPU_LAYER_CLASSES.items()}
+
+
+def nested_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
+    """Every layer of `model`, descending into nested models (through the public `Model.layers`)."""
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from nested_layers(layer)
+
+
+def _switch_classes(model: keras.Model, classes: dict) -> list[tuple[keras.layers.Layer, type]]:
+    """Give each layer whose exact class is a key of `classes` the mapped class; returns (layer, old class)."""
+    switched = [(layer, type(layer)) for layer in nested_layers(model) if type(layer) in classes]
+    for layer, old_class in switched:
+        layer.__class__ = classes[old_class]
+    return switched
+
+
+@contextlib.contextmanager
+def _switched(model: keras.Model, classes: dict):
+    """`model` with its layers switched by `classes` while the block runs, then switched back."""
+    switched = _switch_classes(model, classes)
+    try:
+        yield model
+    finally:
+        for layer, old_class in switched:
+            layer.__class__ = old_class
 
 
 def optimize_for_cpu(model: keras.Model) -> keras.Model:
@@ -199,10 +242,32 @@ def optimize_for_cpu(model: keras.Model) -> keras.Model:
 
     The layers keep their weights, names, trainable flags and graph; the subclasses only override how
     the output (and its gradient) is computed, so the model computes the same function. Returns the
-    same model object. Saved models name the subclasses: import cxrlib.fastops before loading them.
+    same model object. Save it inside `standard_layers` so the file names only Keras' own layers.
     """
-    for layer in model._flatten_layers(include_self=False, recursive=True):
-        faster = CPU_LAYER_CLASSES.get(type(layer))
-        if faster is not None:
-            layer.__class__ = faster
+    _switch_classes(model, CPU_LAYER_CLASSES)
     return model
+
+
+def standard_layers(model: keras.Model):
+    """Context manager: `model` with Keras' own layer classes while the block runs (to save it, or its weights).
+
+    Keras names the weights in a file after the layer classes, so saving and loading both happen inside it.
+    """
+    return _switched(model, STANDARD_LAYER_CLASSES)
+
+
+def load_weights(model: keras.Model, path) -> None:
+    """Load a weights or .keras file into `model`, whichever layer classes it has now.
+
+    Files are saved with Keras' own classes (`standard_layers`); files saved by earlier versions of this
+    project name the fastops classes and are read with those.
+    """
+    try:
+        with warnings.catch_warnings(record=True) as caught, standard_layers(model):
+            model.load_weights(path)
+    except ValueError:  # the attempt's warnings ("... retain their freshly-initialized weights") do not apply
+        with _switched(model, CPU_LAYER_CLASSES):
+            model.load_weights(path)
+        return
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)

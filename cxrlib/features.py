@@ -3,10 +3,13 @@
 With a frozen backbone and no augmentation every epoch feeds the same images through the same fixed
 function, so the trainer computes `pool` outputs once and trains the head layers alone on them. The head
 model shares its layers with the full model (models.head_of), so the full model is assembled for free.
+`SubsetFeatures` serves the features of a run's subsets; cache files are written under a private name and
+renamed into place, so processes sharing a cache (multi-worker training) never read half a file.
 """
 import hashlib
 import json
 import os
+import uuid
 from pathlib import Path
 
 import keras
@@ -15,10 +18,10 @@ import pandas as pd
 import tensorflow as tf
 from tqdm.auto import tqdm
 
+from .contract import REPO_ROOT
 from .data.pipeline import DECODER_VERSION, make_dataset
-from .models import file_md5
+from .models import backbone_weights, file_md5
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CACHE_DIR = REPO_ROOT / "cache" / "features"
 CACHE_FORMAT = "pooled-v1"  # bump when what a cached file means changes
 
@@ -40,7 +43,7 @@ def weights_id(weights, seed: int) -> str:
 def feature_key(frame: pd.DataFrame, arch: str, image_size: int, precision: str, weights, seed: int) -> str:
     """Identifies cached features exactly: image content (relpath, sha256, target) and the backbone setup."""
     setup = {"format": CACHE_FORMAT, "arch": arch, "image_size": image_size, "precision": precision,
-             "weights": weights_id(weights, seed), "decoder": DECODER_VERSION}
+             "weights": weights_id(backbone_weights(arch, weights), seed), "decoder": DECODER_VERSION}
     digest = hashlib.sha256(json.dumps(setup, sort_keys=True).encode())
     names = _row_names(frame)
     hashes = frame["sha256"] if "sha256" in frame.columns else [_file_stamp(p) for p in frame["path"]]
@@ -93,10 +96,35 @@ def cached_features(extractor: keras.Model, frame: pd.DataFrame, *, arch: str, i
                 return cached["features"], True
     features = extract_features(extractor, frame, image_size, batch_size, desc)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial.npz")
+    partial = path.with_name(f"{path.stem}.partial-{uuid.uuid4().hex}.npz")
     np.savez(partial, features=features, names=names)
     os.replace(partial, path)
     return features, False
+
+
+class SubsetFeatures:
+    """Pooled features of named frames (a run's subsets) for one backbone setup, from the disk cache or extracted.
+
+    The extractor is rebuilt only when the model's layers change: one predict trace per run, not per subset.
+    """
+
+    def __init__(self, frames: dict[str, pd.DataFrame], *, arch: str, image_size: int, precision: str, weights,
+                 seed: int, cache_dir: str | Path | None = None, batch_size: int = 32):
+        self.frames = frames
+        self.setup = dict(arch=arch, image_size=image_size, precision=precision, weights=weights, seed=seed,
+                          cache_dir=cache_dir, batch_size=batch_size)
+        self._extractor = None
+
+    def extractor(self, model: keras.Model) -> keras.Model:
+        """feature_model(model), reused while `model` has the same `pool` layer."""
+        if self._extractor is None or self._extractor.get_layer("pool") is not model.get_layer("pool"):
+            self._extractor = feature_model(model)
+        return self._extractor
+
+    def get(self, model: keras.Model, name: str) -> tuple[np.ndarray, bool]:
+        """(features, came_from_cache) of frame `name` through `model`'s frozen backbone."""
+        return cached_features(self.extractor(model), self.frames[name], **self.setup,
+                               desc=f"{self.setup['arch']} {name} features")
 
 
 def feature_dataset(features: np.ndarray, targets: np.ndarray, batch_size: int, training: bool = False,

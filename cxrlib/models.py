@@ -1,12 +1,14 @@
 """ResNet-50 / DenseNet-121 classifiers that take raw 0..255 pixels and output P(PNEUMONIA).
 
 Layout of every model (names are relied on by features.py, train.py and explain.py):
-`image` -> `preprocess` (the backbone's own preprocess_input) -> backbone (`resnet50` / `densenet121`,
+`image` -> the backbone's own preprocess_input as plain Keras ops, ending in `preprocess` (Identity) -> backbone (`resnet50` / `densenet121`,
 a nested keras.applications model, include_top=False) -> `pool` (GlobalAveragePooling2D) ->
-`head_dense` -> `head_dropout` -> `prediction` (float32 sigmoid).
+`head_dense` -> `head_dropout` -> `prediction` (float32 sigmoid). Architectures come from the registry in
+cxrlib/backbones.py; saved models hold only standard Keras layers and ops.
 """
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import keras
@@ -14,61 +16,37 @@ import numpy as np
 import pandas as pd
 from keras import layers
 
-ARCHS = ("resnet50", "densenet121")
+from .backbones import BACKBONES
+from .contract import ARCHS, WEIGHTS_FILE_SUFFIXES
+
 HEAD_LAYERS = ("head_dense", "head_dropout", "prediction")
 
-# Keras' own download location and checksum of each ImageNet no-top weights file
-# (keras/src/applications/{resnet,densenet}.py of the pinned Keras).
-IMAGENET_WEIGHTS = {
-    "resnet50": ("https://storage.googleapis.com/tensorflow/keras-applications/resnet/",
-                 "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                 "4d473c1dd8becc155b73f8504c6f6626"),
-    "densenet121": ("https://storage.googleapis.com/tensorflow/keras-applications/densenet/",
-                    "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                    "30ee3e1110167f948a6b9946edeeb738"),
-}
+# Keras' own download location and checksum of each ImageNet no-top weights file (from the registry).
+IMAGENET_WEIGHTS = {name: (b.weights_url, b.weights_file, b.weights_md5) for name, b in BACKBONES.items()}
 
-# First block of the last stage: fine-tuning unfreezes from here to the top by default.
-# ResNet-50: conv5_block1..3 (the last residual stage, ~15M weights);
-# DenseNet-121: conv5_block1..16 (the last dense block, ~2.9M weights) plus the final BN.
-FINETUNE_FROM = {"resnet50": "conv5_block1", "densenet121": "conv5_block1"}
-
-# keras.applications.<arch>.preprocess_input modes: "caffe" = RGB->BGR then ImageNet mean
-# subtraction (no scaling); "torch" = /255 then ImageNet mean/std normalisation.
-PREPROCESS_MODE = {"resnet50": "caffe", "densenet121": "torch"}
+# keras.applications preprocess_input constants: "caffe" = RGB->BGR then ImageNet mean subtraction (no
+# scaling); "torch" = /255 then ImageNet mean/std normalisation.
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 TORCH_MEAN = (0.485, 0.456, 0.406)
 TORCH_STD = (0.229, 0.224, 0.225)
+
+
+# What `weights` may be: None, 'imagenet', a weights file, a path template with `{arch}`, or {arch: one of these}.
+WeightsSpec = str | os.PathLike | Mapping[str, str | os.PathLike | None] | None
 
 
 class WeightsUnavailableError(RuntimeError):
     """ImageNet weights are neither in the Keras cache nor downloadable."""
 
 
-@keras.saving.register_keras_serializable(package="cxrlib")
-class BackbonePreprocess(layers.Layer):
-    """The backbone's preprocess_input as a weightless, serialisable layer (computed in float32)."""
-
-    def __init__(self, mode: str, **kwargs):
-        kwargs.setdefault("dtype", "float32")
-        super().__init__(**kwargs)
-        if mode not in ("caffe", "torch"):
-            raise ValueError(f"preprocess mode must be 'caffe' or 'torch', got {mode!r}")
-        self.mode = mode
-
-    def call(self, images):
-        if self.mode == "caffe":
-            bgr = keras.ops.flip(images, axis=-1)
-            return bgr - keras.ops.convert_to_tensor(CAFFE_BGR_MEAN, dtype=self.compute_dtype)
-        mean = keras.ops.convert_to_tensor(TORCH_MEAN, dtype=self.compute_dtype)
-        std = keras.ops.convert_to_tensor(TORCH_STD, dtype=self.compute_dtype)
-        return (images / 255.0 - mean) / std
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode}
+def preprocess(images, mode: str):
+    """The backbone's preprocess_input as plain Keras ops (float32), so saved models need no custom layer."""
+    if mode == "caffe":
+        return keras.ops.subtract(keras.ops.flip(images, axis=-1), np.array(CAFFE_BGR_MEAN, "float32"))
+    if mode == "torch":
+        scaled = keras.ops.subtract(keras.ops.divide(images, 255.0), np.array(TORCH_MEAN, "float32"))
+        return keras.ops.divide(scaled, np.array(TORCH_STD, "float32"))
+    raise ValueError(f"preprocess mode must be 'caffe' or 'torch', got {mode!r}")
 
 
 def keras_models_dir() -> Path:
@@ -108,32 +86,55 @@ def imagenet_weights_path(arch: str) -> Path:
             f"(the `cpu` profile does this).") from error
 
 
-def resolve_weights(arch: str, weights: str | os.PathLike | None) -> str | None:
-    """`None`, or a local file keras.applications can load: ImageNet from the Keras cache, or a user file."""
-    if weights is None:
+def backbone_weights(arch: str, weights: WeightsSpec) -> str | None:
+    """`arch`'s own choice in `weights`: its entry of a mapping, `{arch}` filled into a path template."""
+    if isinstance(weights, Mapping):
+        unknown = sorted(map(str, set(weights) - set(ARCHS)))
+        if unknown or arch not in weights:
+            problem = f"names unknown backbones {unknown}" if unknown else f"has no entry for {arch}"
+            entries = ", ".join(f"'{name}': <weights file>" for name in ARCHS)
+            raise ValueError(f"weights mapping {dict(weights)!r} {problem}; give one entry per backbone: "
+                             f"{{{entries}}} ('imagenet' or None also work as entries)")
+        weights = weights[arch]
+    if weights is None or weights == "imagenet":
+        return weights
+    return os.fspath(weights).replace("{arch}", arch)
+
+
+def resolve_weights(arch: str, weights: WeightsSpec) -> str | None:
+    """`None`, or a local file keras.applications can load: ImageNet from the Keras cache, or a user file.
+
+    `weights` is None (from scratch), 'imagenet', a weights file, a path template containing `{arch}`
+    (`weights/{arch}_radiology.h5`) or a mapping `{arch: any of those}`.
+    """
+    choice = backbone_weights(arch, weights)
+    if choice is None:
         return None
-    if weights == "imagenet":
+    if choice == "imagenet":
         return str(imagenet_weights_path(arch))
-    path = Path(weights)
+    path = Path(choice)
+    options = (f"pass weights='imagenet', None (from scratch), the path of a saved {arch} backbone weights file, "
+               "a template such as 'weights/{arch}.weights.h5' or a mapping {arch: path}")
     if not path.is_file():
-        raise FileNotFoundError(f"backbone weights file {path} does not exist; pass weights='imagenet', "
-                                f"None (from scratch) or the path of a saved {arch} backbone weights file")
+        raise FileNotFoundError(f"backbone weights file {path} (from weights={weights!r}) does not exist; {options}")
+    if not path.name.endswith(WEIGHTS_FILE_SUFFIXES):
+        raise ValueError(f"backbone weights file {path} (from weights={weights!r}) is not a Keras weights file "
+                         f"(it must end in {', '.join(WEIGHTS_FILE_SUFFIXES)}); {options}")
     return str(path)
 
 
-def build_backbone(arch: str, image_size: int, weights: str | os.PathLike | None = None) -> keras.Model:
+def build_backbone(arch: str, image_size: int, weights: WeightsSpec = None) -> keras.Model:
     """The keras.applications backbone without its top, on preprocessed inputs of `image_size` pixels."""
     if arch not in ARCHS:
         raise ValueError(f"arch must be one of {ARCHS}, got {arch!r}")
     if image_size < 32:
         raise ValueError(f"image_size must be at least 32 for {arch}, got {image_size}")
-    application = {"resnet50": keras.applications.ResNet50,
-                   "densenet121": keras.applications.DenseNet121}[arch]
+    application = getattr(keras.applications, BACKBONES[arch].application)
     return application(include_top=False, weights=resolve_weights(arch, weights),
                        input_shape=(image_size, image_size, 3))
 
 
-def build_model(arch: str, image_size: int, weights: str | os.PathLike | None = None, train_base: bool = True,
+def build_model(arch: str, image_size: int, weights: WeightsSpec = None, train_base: bool = True,
                 head_units: int = 1024, dropout: float = 0.5) -> keras.Model:
     """Raw pixels -> preprocess -> backbone -> GAP -> Dense(relu) -> Dropout -> Dense(1, sigmoid, float32).
 
@@ -143,9 +144,9 @@ def build_model(arch: str, image_size: int, weights: str | os.PathLike | None = 
     """
     base = build_backbone(arch, image_size, weights)
     base.trainable = train_base
-    bn_inference = (weights is not None) or not train_base
+    bn_inference = (backbone_weights(arch, weights) is not None) or not train_base
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = BackbonePreprocess(PREPROCESS_MODE[arch], name="preprocess")(inputs)
+    x = layers.Identity(name="preprocess")(preprocess(inputs, BACKBONES[arch].preprocess_mode))
     x = base(x, training=False) if bn_inference else base(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     x = layers.Dense(head_units, activation="relu", name="head_dense")(x)
@@ -155,9 +156,7 @@ def build_model(arch: str, image_size: int, weights: str | os.PathLike | None = 
 
 
 def load_model(path: str | os.PathLike) -> keras.Model:
-    """Load a saved classifier in Keras' safe mode (importing fastops registers its fused layers)."""
-    from . import fastops  # noqa: F401  (registers FusedBatchNormalization / FusedAdam for deserialisation)
-
+    """Load a saved classifier in Keras' safe mode (cxrlib.train saves only Keras' own layers)."""
     return keras.saving.load_model(path)
 
 
@@ -186,12 +185,12 @@ def head_of(model: keras.Model) -> keras.Model:
 def unfreeze_from(model: keras.Model, block: str | None = None) -> int:
     """Make the backbone trainable from the first layer named `block...` to the top; BatchNorm stays frozen.
 
-    `block` defaults to FINETUNE_FROM[arch] (`conv5_block1`: the last stage of either backbone); any block
+    `block` defaults to the registry's finetune_from (`conv5_block1`: the last stage of either backbone); any block
     prefix works (`conv4_block1`, `conv5_block9`, ...). Returns the number of backbone layers unfrozen.
     Recompile the model afterwards.
     """
     arch = arch_of(model)
-    block = block or FINETUNE_FROM[arch]
+    block = block or BACKBONES[arch].finetune_from
     base = backbone_of(model)
     names = [layer.name for layer in base.layers]
     starts = [i for i, name in enumerate(names) if name.startswith(block)]

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from pathlib import Path
 
-PROFILES_DIR = Path(__file__).resolve().parents[1] / "profiles"
+from .contract import ARCHS, LR_SCHEDULES, PRECISION_CHOICES, PROFILES_DIR, THRESHOLD_POLICIES, WEIGHTS_FILE_SUFFIXES
 
 
 class ParameterError(ValueError):
@@ -58,55 +57,117 @@ class Param:
         return None
 
 
+class WeightsParam(Param):
+    """The backbone weights: null, 'imagenet', a weights file, a path template with {arch}, or {arch: one of these}."""
+
+    def expected(self) -> str:
+        """The accepted forms, for error messages."""
+        entries = ", ".join(f"{arch}: <file>" for arch in ARCHS)
+        return (f"null, 'imagenet', a weights file path ending in {'/'.join(WEIGHTS_FILE_SUFFIXES)} (may contain "
+                f"{{arch}}), or a mapping {{{entries}}} of these")
+
+    def problem(self, value) -> str | None:
+        """None when ``value`` is one accepted form; a mapping needs an acceptable entry for every backbone."""
+        if not isinstance(value, dict):
+            return self.single_problem(value)
+        unknown = sorted(map(str, set(value) - set(ARCHS)))
+        if unknown:
+            return f"names unknown backbone(s) {unknown}"
+        missing = [arch for arch in ARCHS if arch not in value]
+        if missing:
+            return f"has no entry for {', '.join(missing)}"
+        bad = [f"{arch}: {entry!r} {self.single_problem(entry)}" for arch, entry in value.items()
+               if self.single_problem(entry)]
+        return f"has invalid entries ({'; '.join(bad)})" if bad else None
+
+    @staticmethod
+    def single_problem(value) -> str | None:
+        """None for null, 'imagenet' or a weights file path (template), else what is wrong."""
+        if value is None or value == "imagenet":
+            return None
+        if not isinstance(value, str):
+            return f"has type {type(value).__name__}"
+        return None if value.endswith(WEIGHTS_FILE_SUFFIXES) else "is not an allowed value"
+
+
+class SeedsParam(Param):
+    """A non-empty list of distinct seeds: one replicate (split + training) per seed."""
+
+    def expected(self) -> str:
+        """The accepted form, for error messages."""
+        return f"a non-empty list of distinct integers in [0, {2**31 - 1}], e.g. [42] or [1, 2, 3, 4, 5]"
+
+    def problem(self, value) -> str | None:
+        """None for a non-empty list of distinct non-negative integers, else what is wrong."""
+        if not isinstance(value, list) or not value:
+            return "is not a non-empty list"
+        if any(not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31 for seed in value):
+            return "holds a value that is not an integer in range"
+        return "repeats a seed" if len(set(value)) != len(value) else None
+
+
 PARAMETERS: dict[str, Param] = {
     "profile": Param(str, "profile name; reports and runs go to reports/<profile>, runs/<profile>"),
     "data_dir": Param(str, "Kaggle-layout chest_xray folder; null: $CXR_DATA_DIR, else download", nullable=True),
     "runs_dir": Param(str, "folder holding one run directory per model (set by the runner)"),
-    "report_dir": Param(str, "folder receiving comparison tables (set by the runner)"),
+    "report_dir": Param(str, "folder receiving report tables and run records (set by the runner)"),
     "image_size": Param(int, "square input size in pixels", low=32, high=1024),
     "batch_size": Param(int, "images per training step", low=1, high=4096),
     "epochs": Param(int, "epochs of the first phase (head only when the base is frozen)", low=1, high=1000),
     "learning_rate": Param(float, "learning rate of the first phase", low=1e-7, high=1.0),
     "lr_schedule": Param(str, "'cosine': anneal each phase's rate to 0; 'plateau': cut it when validation AUC stalls",
-                         choices=("plateau", "cosine")),
+                         choices=LR_SCHEDULES),
     "label_smoothing": Param(float, "binary cross-entropy label smoothing (0: none)", low=0.0, high=0.5),
     "finetune_epochs": Param(int, "epochs of the optional fine-tuning phase (0: none; needs train_base false)",
                              low=0, high=1000),
     "finetune_learning_rate": Param(float, "learning rate of the fine-tuning phase", low=1e-8, high=1.0),
-    "weights": Param(str, "backbone initialisation: 'imagenet' or null (from scratch)", choices=("imagenet",),
-                     nullable=True),
+    "weights": WeightsParam(str, "backbone initialisation: from scratch, ImageNet, or your own file per backbone",
+                            nullable=True),
     "train_base": Param(bool, "train the backbone in the first phase (false: head only, the reference protocol)"),
     "head_units": Param(int, "units of the Dense layer of the head (reference: 1024)", low=1, high=65536),
     "dropout": Param(float, "dropout before the output layer", low=0.0, high=0.95),
     "augment": Param(bool, "random rotation, zoom, shift, brightness and contrast jitter during training"),
     "precision": Param(str, "'auto' uses bfloat16 where the hardware supports it",
-                       choices=("auto", "float32", "mixed_bfloat16", "mixed_float16")),
+                       choices=PRECISION_CHOICES),
     "subsample_per_class": Param(int, "images per class and subset (null: all)", low=2, nullable=True),
     "val_fraction": Param(float, "share of training patients held out for validation", low=0.01, high=0.5),
-    "threshold_policy": Param(str, "how the validation split picks the decision threshold",
-                              choices=("youden", "sensitivity")),
+    "threshold_policy": Param(str, "the pre-registered operating point: 'fixed' 0.5, or set on validation by "
+                              "'youden_midpoint', 'youden' or 'sensitivity' (the others are shown as sensitivity "
+                              "analysis)", choices=THRESHOLD_POLICIES),
+    "youden_delta": Param(float, "'youden_midpoint': thresholds whose validation Youden J is within this of its "
+                          "maximum form the plateau whose logit midpoint is taken", low=0.0, high=0.5),
     "target_sensitivity": Param(float, "validation sensitivity the 'sensitivity' policy must reach",
                                 low=0.5, high=1.0),
     "n_boot": Param(int, "bootstrap resamples for confidence intervals (>= 1000 for reported CIs)",
                     low=10, high=100000),
     "n_examples": Param(int, "images per class in sample and Grad-CAM grids", low=1, high=32),
-    "seed": Param(int, "random seed for splits, subsampling, augmentation and initialisation", low=0,
+    "seed": Param(int, "random seed of this notebook's sampling (split shown, examples, bootstrap)", low=0,
                   high=2**31 - 1),
+    "seeds": SeedsParam(list, "one replicate per seed: training seed (initialisation, order, augmentation, "
+                        "dropout) and, unless split_seed is set, the seed of the patient split"),
+    "split_seed": Param(int, "seed of the patient split and subsampling for every replicate (null: each "
+                        "replicate's own seed, so replicates differ in split and training)", low=0,
+                        high=2**31 - 1, nullable=True),
+    "focus_seed": Param(int, "the replicate shown image by image (curves, disagreements, Grad-CAM); null: the "
+                        "smallest seed found", low=0, high=2**31 - 1, nullable=True),
+    "verbose": Param(int, "Keras training output: 1 progress bar (interactive), 2 one line per epoch (batch), "
+                     "0 silent", choices=(0, 1, 2)),
 }
 
 # Parameters passed unchanged to cxrlib.train.TrainConfig (same names there).
 TRAIN_CONFIG_PARAMETERS = (
     "image_size", "batch_size", "epochs", "learning_rate", "lr_schedule", "label_smoothing", "finetune_epochs",
     "finetune_learning_rate", "weights", "train_base", "head_units", "dropout", "augment", "precision", "threshold_policy",
-    "target_sensitivity", "seed",
+    "target_sensitivity", "youden_delta", "verbose",
 )
-TRAIN_PARAMETERS = ("profile", "data_dir", "runs_dir", *TRAIN_CONFIG_PARAMETERS, "subsample_per_class",
-                    "val_fraction", "n_boot", "n_examples")
+TRAIN_PARAMETERS = ("profile", "data_dir", "runs_dir", "report_dir", *TRAIN_CONFIG_PARAMETERS, "seeds", "split_seed",
+                    "subsample_per_class", "val_fraction", "n_boot", "n_examples")
 # The parameters each kind of notebook declares in its `parameters` cell (tests/test_notebooks.py checks).
 NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "explore": ("profile", "data_dir", "subsample_per_class", "val_fraction", "n_examples", "seed"),
     "train": TRAIN_PARAMETERS,
-    "compare": ("profile", "runs_dir", "report_dir", "n_boot", "n_examples", "seed"),
+    "compare": ("profile", "data_dir", "runs_dir", "report_dir", "threshold_policy", "youden_delta", "target_sensitivity",
+                "focus_seed", "n_boot", "n_examples", "seed"),
 }
 
 
@@ -153,6 +214,11 @@ def notebook_parameters(namespace: dict, kind: str) -> dict:
     return check(params, required=names)
 
 
-def train_config_values(params: dict) -> dict:
-    """The subset of checked notebook parameters that ``cxrlib.train.TrainConfig`` takes."""
-    return {name: params[name] for name in TRAIN_CONFIG_PARAMETERS}
+def train_config_values(params: dict, seed: int, split_seed: int) -> dict:
+    """What ``cxrlib.train.TrainConfig`` takes for the replicate with training seed ``seed`` on split ``split_seed``."""
+    return {**{name: params[name] for name in TRAIN_CONFIG_PARAMETERS}, "seed": seed, "split_seed": split_seed}
+
+
+def replicate_seeds(params: dict) -> list[tuple[int, int]]:
+    """(training seed, split seed) of each replicate: ``split_seed`` when set, else the replicate's own seed."""
+    return [(seed, seed if params["split_seed"] is None else params["split_seed"]) for seed in params["seeds"]]

@@ -1,4 +1,8 @@
-"""Runtime facts for run.json and notebooks: precision choice, devices, library versions, peak memory."""
+"""Runtime facts for run.json and notebooks: precision choice, devices, library versions, peak memory.
+
+TensorFlow and Keras are imported inside the functions that need them, so that the batch runner can use
+``peak_memory_mb`` without starting TensorFlow.
+"""
 import os
 import platform
 import resource
@@ -7,9 +11,7 @@ from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
-import keras
 import psutil
-import tensorflow as tf
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -43,6 +45,8 @@ def cpu_model() -> str:
 
 def gpu_details() -> list[dict]:
     """Name and compute capability of each visible GPU (listing does not initialise the devices)."""
+    import tensorflow as tf
+
     gpus = []
     for gpu in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(gpu)
@@ -72,6 +76,8 @@ def apply_precision(name: str) -> str:
     """Set the global Keras dtype policy (affects models built afterwards) and return its name."""
     if name not in PRECISIONS:
         raise ValueError(f"precision {name!r} is not one of {PRECISIONS}")
+    import keras
+
     keras.config.set_dtype_policy(name)
     return name
 
@@ -100,14 +106,20 @@ def library_versions() -> dict:
     return versions
 
 
-def peak_memory_mb() -> float:
-    """Peak resident memory of this process so far, in MB (ru_maxrss is KB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def peak_memory_mb(children: bool = False) -> float:
+    """Peak resident memory so far, in MB, of this process or (``children``) of its largest finished child.
+
+    The runner passes ``children=True`` after its notebook kernels have exited: their peak is the run's.
+    ru_maxrss is KB on Linux, bytes on macOS.
+    """
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF).ru_maxrss
     return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def describe_environment() -> dict:
     """Everything run.json and the notebooks report about where and how a run executes."""
+    import keras
+
     return {
         "versions": library_versions(),
         "device": device_info(),

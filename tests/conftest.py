@@ -1,5 +1,10 @@
-"""Shared fixtures: the real data set (skipped with a reason when absent) and small generated image trees."""
+"""Shared fixtures: the real data set (skipped with a reason when absent), small generated image trees, and
+the smoke profile run once per session (tests/test_notebooks.py and tests/test_reports.py read it)."""
 import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +77,36 @@ def write_odd_images(folder: Path, size: int = 36) -> dict[str, str]:
     for name, image in images.items():
         image.save(folder / name)
     return {name: image.mode for name, image in images.items()}
+
+
+@dataclass(frozen=True)
+class SmokeRun:
+    """The smoke profile run once per test session: where its reports and runs went, what the terminal showed."""
+
+    reports: Path  # <tmp>/reports/smoke
+    runs: Path  # <tmp>/runs/smoke
+    console: str  # the runner's stdout and stderr
+    tmp: Path  # the session folder holding reports, runs (and the generated data when the real set is absent)
+
+
+@pytest.fixture(scope="session")
+def smoke_result(tmp_path_factory) -> SmokeRun:
+    """``python -m cxrlib.runner --profile smoke`` into a tmp dir, on the real data (or a generated tree)."""
+    tmp = tmp_path_factory.mktemp("smoke")
+    data_dir = real_data_path()
+    if not (data_dir / "train").is_dir():
+        data_dir = write_tree(tmp / "chest_xray", {"train": 30, "val": 4, "test": 12})
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "cxrlib.runner", "--profile", "smoke", "--reports-dir", str(tmp / "reports"),
+         "--runs-dir", str(tmp / "runs")], env={**os.environ, "CXR_DATA_DIR": str(data_dir)}, cwd=REPO_ROOT,
+        capture_output=True, text=True, timeout=1800)
+    print(f"smoke run: {time.perf_counter() - started:.0f} s")
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return SmokeRun(tmp / "reports" / "smoke", tmp / "runs" / "smoke", result.stdout + result.stderr, tmp)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(smoke_result) -> tuple[Path, Path]:
+    """(reports, runs) of the session's smoke run."""
+    return smoke_result.reports, smoke_result.runs

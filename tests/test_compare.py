@@ -1,4 +1,5 @@
 """Run loading, paired tests (McNemar, DeLong, bootstrap), ensemble and the results table on fake run dirs."""
+import dataclasses
 import json
 
 import numpy as np
@@ -7,7 +8,7 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
-from cxrlib import compare, evaluate
+from cxrlib import bootstrap, compare, evaluate
 
 
 def fake_predictions(n_val=40, n_test=80, separation=2.0, seed=0) -> pd.DataFrame:
@@ -133,14 +134,28 @@ def test_delong_of_identical_models_is_not_significant():
     assert result["difference"] == 0 and result["p_value"] == 1.0
 
 
-def test_compare_pair_detects_the_stronger_model(two_runs):
+def test_compare_pair_detects_the_stronger_model_and_labels_image_and_patient_level_rows(two_runs):
     table = compare.compare_pair(*two_runs, n_boot=500)
-    assert list(table["metric"]) == ["accuracy", "roc_auc", "accuracy", "roc_auc"]
-    delong = table.set_index("test").loc["DeLong (ROC-AUC)"]
+    assert list(table["metric"]) == ["accuracy", "accuracy", "roc_auc", "roc_auc"]
+    assert list(table["level"]) == ["image", "patient", "image", "patient"]
+    rows = table.set_index("test")
+    delong = rows.loc["image-level DeLong (ROC-AUC)"]
     assert delong["difference"] > 0 and delong["p_value"] < 0.05
-    bootstrap_auc = table.set_index("test").loc["paired bootstrap (roc_auc)"]
+    bootstrap_auc = rows.loc["paired patient bootstrap (roc_auc)"]
     assert bootstrap_auc["difference"] == pytest.approx(delong["difference"])
     assert bootstrap_auc["ci_low"] > 0
+    assert "40 patients" in bootstrap_auc["note"]
+    assert "discordant images" in rows.loc["image-level McNemar exact (accuracy at chosen thresholds)", "note"]
+
+
+def test_compare_pair_resamples_test_patients(two_runs):
+    table = compare.compare_pair(*two_runs, n_boot=300, seed=4).set_index("metric")
+    test_a, test_b = compare.aligned_subset(two_runs)
+    expected = bootstrap.paired_bootstrap(test_a["target"], test_a["prob"], test_b["prob"], two_runs[0].threshold,
+                                          two_runs[1].threshold, n_boot=300, seed=4, groups=test_a["patient_id"])
+    patient_rows = table[table["level"] == "patient"]
+    np.testing.assert_allclose(patient_rows[["ci_low", "ci_high"]],
+                               expected.loc[patient_rows.index, ["ci_low", "ci_high"]])
 
 
 def test_disagreements_lists_exactly_the_differing_predictions(two_runs):
@@ -155,11 +170,23 @@ def test_disagreements_lists_exactly_the_differing_predictions(two_runs):
 def test_ensemble_averages_probabilities_and_chooses_its_threshold_on_val(two_runs, method):
     ensemble = compare.make_ensemble(two_runs, method=method)
     test_a, test_b = compare.aligned_subset(two_runs)
+    assert ensemble.threshold_info["target_sensitivity"] == 0.95
     if method == "mean":
         np.testing.assert_allclose(ensemble.test["prob"], (test_a["prob"] + test_b["prob"]) / 2)
     assert ensemble.arch == "ensemble" and ensemble.history is None
     val = ensemble.val
     assert ensemble.threshold == evaluate.choose_threshold(val["target"], val["prob"], "youden")
+
+
+def test_ensemble_uses_the_members_policy_parameters(two_runs):
+    member = two_runs[0].threshold_info | {"policy": "youden_midpoint", "youden_delta": 0.2}  # as cxrlib.train records it
+    members = [dataclasses.replace(run, threshold_info=member) for run in two_runs]
+    ensemble = compare.make_ensemble(members)
+    val = ensemble.val
+    assert ensemble.threshold_info["delta"] == 0.2
+    assert ensemble.threshold == evaluate.choose_threshold(val["target"], val["prob"], "youden_midpoint", delta=0.2)
+    fixed = compare.make_ensemble(members, policy="fixed")
+    assert fixed.threshold == 0.5 and fixed.threshold_info["policy"] == "fixed"
 
 
 def test_results_table_has_one_row_per_model_with_cis_and_costs(two_runs):
@@ -172,6 +199,7 @@ def test_results_table_has_one_row_per_model_with_cis_and_costs(two_runs):
     assert table.loc[0, "accuracy"] == pytest.approx(np.mean(resnet["pred"] == resnet["target"]))
     assert table.loc[0, "accuracy_at_0.5"] == pytest.approx(np.mean((resnet["prob"] >= 0.5) == resnet["target"]))
     assert table.loc[0, "params_total"] == 1000 and table.loc[0, "train_time_s"] == 12.5
+    assert (table["n_test"] == 80).all() and (table["n_test_patients"] == 40).all()
     assert np.isnan(table.loc[0, "images_per_sec"])  # the trainer writes null when it has no figure
     assert np.isnan(table.loc[2, "latency_ms"]) and np.isnan(table.loc[2, "params_total"])
 
@@ -186,8 +214,77 @@ def test_export_table_writes_csv_markdown_and_html(tmp_path, two_runs):
     assert "<table" in paths["html"].read_text()
 
 
+def test_results_table_and_evaluate_run_resample_test_patients(two_runs):
+    run = two_runs[0]
+    test = run.test
+    expected = bootstrap.bootstrap_metrics(test["target"], test["prob"], run.threshold, n_boot=200, seed=3,
+                                           groups=test["patient_id"])
+    row = compare.results_table([run], n_boot=200, seed=3).iloc[0]
+    assert (row["roc_auc_ci_low"], row["roc_auc_ci_high"]) == tuple(expected.loc["roc_auc", ["ci_low", "ci_high"]])
+    frame = compare.evaluate_run(run, n_boot=200, seed=3).set_index(["threshold", "metric"])
+    assert frame.loc[(run.threshold, "accuracy"), "ci_low"] == expected.loc["accuracy", "ci_low"]
+
+
 def test_evaluate_run_and_classification_report(two_runs):
     frame = compare.evaluate_run(two_runs[0], n_boot=100)
     assert set(frame["threshold"]) == {0.5, two_runs[0].threshold}
     report = compare.classification_report(two_runs[0])
     assert report.loc["accuracy", "f1-score"] == pytest.approx(two_runs[0].test["correct"].mean())
+
+
+# ---------------------------------------------------------------- byte-identical duplicates
+
+def image_index(predictions: pd.DataFrame, duplicate_groups: list[list[int]]) -> pd.DataFrame:
+    """A scan_dataset-style index (relpath, sha256) of the predicted images; each group of test rows shares a hash."""
+    relpaths = predictions["path"].str.replace("/data/", "", regex=False)
+    sha256 = pd.Series([f"hash-{i}" for i in range(len(predictions))], index=predictions.index)
+    test_index = predictions.index[predictions["subset"] == "test"]
+    for group in duplicate_groups:
+        sha256[test_index[group]] = f"shared-{group[0]}"
+    return pd.DataFrame({"path": "/elsewhere/" + relpaths, "relpath": relpaths, "sha256": sha256})
+
+
+def test_merge_duplicates_keeps_one_row_per_identical_test_image(two_runs):
+    resnet, densenet = two_runs
+    images = image_index(resnet.predictions, [[0, 5], [10, 15, 20]])  # same labels: targets repeat every 5 rows
+    merged, dropped = compare.merge_duplicates(two_runs, images)
+    assert len(dropped) == 3 and len(merged) == 2
+    assert all(len(run.test) == 77 and len(run.val) == 40 for run in merged)
+    test = resnet.test
+    assert set(dropped["path"]) == set(test["path"].iloc[[5, 15, 20]])
+    assert set(dropped["kept_path"]) == set(test["path"].iloc[[0, 10]])
+    kept = merged[0].test.set_index("path")
+    assert kept.loc[test["path"].iloc[10], "prob"] == pytest.approx(test["prob"].iloc[[10, 15, 20]].mean())
+    assert kept.loc[test["path"].iloc[10], "patient_id"] == test["patient_id"].iloc[10]
+    assert merged[1].test.set_index("path").loc[test["path"].iloc[0], "prob"] == pytest.approx(
+        densenet.test.set_index("path").loc[test["path"].iloc[[0, 5]], "prob"].mean())
+    assert merged[0].threshold == resnet.threshold and merged[0].history is resnet.history
+    compare.results_table(merged, n_boot=50)  # the merged runs still line up
+
+
+def test_merge_duplicates_leaves_val_rows_unless_asked(two_runs):
+    images = image_index(two_runs[0].predictions, [])
+    val_index = images.index[two_runs[0].predictions["subset"] == "val"]
+    images.loc[val_index[[0, 5]], "sha256"] = "same-val-image"
+    merged, dropped = compare.merge_duplicates(two_runs, images)
+    assert dropped.empty and len(merged[0].val) == 40
+    merged, dropped = compare.merge_duplicates(two_runs, images, subsets=("val", "test"))
+    assert list(dropped["subset"]) == ["val"] and len(merged[0].val) == 39
+
+
+def test_merge_duplicates_matches_windows_and_foreign_absolute_paths():
+    assert compare.data_relpath("C:\\Users\\me\\chest_xray\\test\\NORMAL\\a.jpeg") == "test/NORMAL/a.jpeg"
+    assert compare.data_relpath("/home/other/data/chest_xray/test/PNEUMONIA/b.jpeg") == "test/PNEUMONIA/b.jpeg"
+
+
+def test_merge_duplicates_names_an_image_missing_from_the_index(two_runs):
+    images = image_index(two_runs[0].predictions, []).iloc[:-1]
+    missing = two_runs[0].test["path"].iloc[-1]
+    with pytest.raises(ValueError, match=f"1 predicted images are not in the data index, e.g. {missing}"):
+        compare.merge_duplicates(two_runs, images)
+
+
+def test_merge_duplicates_refuses_identical_images_with_different_labels(two_runs):
+    images = image_index(two_runs[0].predictions, [[0, 3]])  # row 0 is PNEUMONIA, row 3 NORMAL
+    with pytest.raises(ValueError, match="byte-identical images carry different labels"):
+        compare.merge_duplicates(two_runs, images)

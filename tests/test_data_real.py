@@ -4,7 +4,8 @@ import warnings
 import numpy as np
 import pytest
 
-from cxrlib.data import assign_subsets, class_weights, make_dataset, scan_dataset, subsample, subset_counts
+from cxrlib.data import (assign_subsets, audit, class_weights, describe_image_sizes, label_rate_by_group, make_dataset,
+                         scan_dataset, subsample, subset_counts)
 
 pytestmark = pytest.mark.realdata
 
@@ -12,6 +13,14 @@ KAGGLE_COUNTS = {
     ("train", "NORMAL"): 1341, ("train", "PNEUMONIA"): 3875,
     ("val", "NORMAL"): 8, ("val", "PNEUMONIA"): 8,
     ("test", "NORMAL"): 234, ("test", "PNEUMONIA"): 390,
+}
+
+# ../shared/data/README.md: (NORMAL, PNEUMONIA) per folder and stored geometry of the rebuilt copy.
+README_GEOMETRY = {
+    ("train", "square 224×224"): (73, 1790), ("train", "square 227×227"): (837, 891),
+    ("train", audit.OTHER_GROUP): (431, 1194), ("val", "square 224×224"): (8, 8),
+    ("test", "square 224×224"): (19, 250), ("test", "square 227×227"): (207, 137),
+    ("test", audit.OTHER_GROUP): (8, 3),
 }
 
 
@@ -74,3 +83,34 @@ def test_pipeline_yields_plausible_real_batches(split):
         labels.append(batch_labels.numpy())
     labels = np.concatenate(labels)
     assert len(labels) == 96 and 0.3 < labels.mean() < 0.7
+
+
+# --- notebook 01: the stored-geometry confound of the rebuilt copy ---------------------------------------
+
+@pytest.fixture(scope="module")
+def rebuilt_copy(index):
+    """The images of the copy described in ../shared/data/README.md (a real Kaggle download has other sizes)."""
+    if not (index.root / "MANIFEST.csv").is_file():
+        pytest.skip(f"{index.root} has no MANIFEST.csv: not the rebuilt copy whose geometry table is checked here")
+    return index.images
+
+
+def test_geometry_groups_are_the_readme_table(rebuilt_copy):
+    rates = label_rate_by_group(rebuilt_copy)
+    found = {(str(row.split), str(row.group)): (row.NORMAL, row.PNEUMONIA) for row in rates.itertuples()}
+    assert found == README_GEOMETRY
+
+
+def test_notebook_01_size_prose_names_the_two_squares_and_the_rest(rebuilt_copy):
+    text = describe_image_sizes(rebuilt_copy)
+    assert text.startswith("**72%** of the 5,856 images share a few fixed stored sizes")
+    assert "square 224×224 (2,148 images), square 227×227 (2,072 images)" in text
+    assert "The other 1,636 images keep varied sizes" in text
+
+
+def test_stored_size_alone_predicts_the_test_label_above_chance(rebuilt_copy):
+    result = audit.metadata_baseline(rebuilt_copy, audit.GEOMETRY_FEATURES, n_boot=500)
+    print(f"stored-size baseline: test ROC-AUC {result['roc_auc']:.3f} "
+          f"({result['roc_auc_ci_low']:.3f}-{result['roc_auc_ci_high']:.3f}), accuracy {result['accuracy']:.3f}")
+    assert result["train_images"] == 5216 and result["test_images"] == 624
+    assert result["roc_auc_ci_low"] > 0.5

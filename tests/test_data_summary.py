@@ -55,11 +55,34 @@ def test_validation_split_summary_counts_val_and_catches_shared_patients(images)
     assert summary.validation_split_summary(frame) == {"val_patients": 2, "val_images": 3, "shared_patients": 1}
 
 
-def test_image_size_summary_reports_medians_and_the_pre_resized_share():
-    sizes = [(224, 224), (227, 227), (300, 256), (256, 256), (224, 224), (320, 280)]
-    table = summary.image_size_summary(index_frame({("train", "NORMAL"): [4], ("train", "PNEUMONIA"): [2]}, sizes))
-    assert table.loc["NORMAL"].tolist() == [4, 241.5, 241.5, 0.5]
-    assert table.loc["PNEUMONIA"].tolist() == [2, 272.0, 252.0, 0.5]
+def test_image_size_summary_reports_medians_and_the_share_at_a_frequent_size():
+    sizes = [(224, 224)] * 20 + [(300 + i, 256) for i in range(30)]
+    table = summary.image_size_summary(index_frame({("train", "NORMAL"): [25], ("train", "PNEUMONIA"): [25]}, sizes))
+    assert table.loc["NORMAL"].tolist() == [25, 224.0, 224.0, 0.8]
+    assert table.loc["PNEUMONIA"].tolist() == [25, 317.0, 256.0, 0.0]
+
+
+def test_describe_image_sizes_names_the_frequent_squares_and_the_spread_of_the_rest():
+    sizes = [(224, 224)] * 20 + [(227, 227)] * 24 + [(300 + i, 250 + i) for i in range(10)]
+    text = summary.describe_image_sizes(index_frame({("train", "NORMAL"): [27], ("train", "PNEUMONIA"): [27]}, sizes))
+    assert text.startswith("**81%** of the 54 images share a few fixed stored sizes, each held by 5% or more")
+    assert "square 224×224 (20 images), square 227×227 (24 images)." in text and "resized to a square" in text
+    assert "The other 10 images keep varied sizes (width 300–309 px, height 250–259 px)." in text
+
+
+def test_describe_image_sizes_of_original_scans_says_sizes_vary():
+    sizes = [(300 + i, 256) for i in range(30)]
+    text = summary.describe_image_sizes(index_frame({("test", "NORMAL"): [15], ("test", "PNEUMONIA"): [15]}, sizes))
+    assert text.startswith("No stored size is shared by 5% or more of the 30 images: sizes vary "
+                           "(width 300–329 px, height 256–256 px)")
+    assert "square" not in text
+
+
+def test_describe_image_sizes_calls_a_frequent_non_square_size_a_resizing_or_scanner_setting():
+    sizes = [(316, 256)] * 30 + [(400 + i, 256) for i in range(10)]
+    text = summary.describe_image_sizes(index_frame({("test", "NORMAL"): [20], ("test", "PNEUMONIA"): [20]}, sizes))
+    assert "316×256 (30 images)" in text and "one resizing step or one scanner setting" in text
+    assert "resized to a square" not in text
 
 
 def test_sample_per_class_is_seeded_and_capped_by_the_smallest_class(images):
@@ -86,7 +109,7 @@ def test_duplicates_are_grouped_and_counted_across_splits_subsets_and_patients(i
 
 
 def test_every_summary_function_is_re_exported_from_the_data_package():
-    public = [name for name, value in vars(summary).items()
-              if callable(value) and getattr(value, "__module__", "") == summary.__name__]
-    assert len(public) == 10
+    public = [name for name, value in vars(summary).items() if callable(value) and not name.startswith("_")
+              and getattr(value, "__module__", "") == summary.__name__]
+    assert len(public) == 11
     assert all(name in data.__all__ and getattr(data, name) is getattr(summary, name) for name in public)

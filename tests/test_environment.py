@@ -53,3 +53,8 @@ def test_ci_runs_the_readme_test_command():
     ]
     assert ci_commands == ["./run_tests.sh"]
     assert "\n./run_tests.sh\n" in readme
+
+
+def test_gpu_extra_installs_the_pinned_tensorflow_with_cuda():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["optional-dependencies"]["gpu"] == [f"tensorflow[and-cuda]=={pyproject_pins()['tensorflow']}"]

@@ -1,6 +1,4 @@
-"""Metrics against scikit-learn, the validation-only threshold, and the vectorised stratified bootstrap."""
-import time
-
+"""Metrics against scikit-learn, the operating-point policies, and the vectorised weighted metrics."""
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,8 +18,9 @@ def scored_sample(n_neg=60, n_pos=100, separation=1.0, seed=0, decimals=2):
 
 def test_youden_threshold_maximises_j_and_prefers_the_highest_tie():
     y_true = np.array([0, 0, 0, 1, 1, 1])
-    probs = np.array([0.1, 0.4, 0.6, 0.35, 0.8, 0.9])
-    # J = 2/3 both at 0.8 (sens 2/3, spec 1) and at 0.35 (sens 1, spec 2/3): the higher one wins.
+    probs = np.array([0.1, 0.2, 0.6, 0.35, 0.8, 0.9])
+    # J = 2/3 both at 0.8 (sens 2/3, spec 1) and at 0.35 (sens 1, spec 2/3; 1 - 1/3 rounds above 2/3 in
+    # floating point): the higher one wins.
     assert evaluate.choose_threshold(y_true, probs) == 0.8
 
 
@@ -43,30 +42,84 @@ def test_sensitivity_policy_takes_the_highest_threshold_reaching_the_target():
     assert sensitivity_at(higher.min()) < 0.9
 
 
-def test_threshold_interval_brackets_the_choice_and_narrows_with_more_validation_images():
-    def width_and_point(n):
-        y_true, probs = scored_sample(n_neg=n, n_pos=n, separation=2.0, seed=5, decimals=6)
-        low, high = evaluate.threshold_interval(y_true, probs, n_boot=300, seed=1)
-        return high - low, low <= evaluate.choose_threshold(y_true, probs) <= high
-    (small_width, small_inside), (large_width, large_inside) = width_and_point(40), width_and_point(2000)
-    assert small_inside and large_inside
-    assert large_width < small_width / 2
+def plateau_sample():
+    """Validation scores whose Youden's J is flat from ~0.2 to ~0.8: 99 low negatives and one at 0.8,
+    one low positive at 0.3 and 99 high positives; J = 0.99 at both 0.3 and 0.82."""
+    y_true = np.r_[np.zeros(100, int), np.ones(100, int)]
+    probs = np.r_[np.linspace(0.01, 0.19, 99), 0.8, 0.3, np.linspace(0.82, 0.99, 99)]
+    return y_true, probs
 
 
-def test_threshold_interval_of_separated_classes_stays_at_the_lowest_positives():
-    # Every resample is perfectly separated, so Youden always picks its lowest positive score.
-    y_true = np.r_[np.zeros(50, int), np.ones(50, int)]
-    probs = np.r_[np.linspace(0.0, 0.1, 50), np.linspace(0.6, 1.0, 50)]
-    low, high = evaluate.threshold_interval(y_true, probs, n_boot=200)
-    assert 0.6 <= low <= high <= 0.7
+def test_youden_midpoint_stays_put_when_one_positive_crosses_the_highest_negative_and_youden_jumps():
+    y_true, probs = plateau_sample()
+    moved = probs.copy()
+    moved[101] = 0.5  # the lowest high positive (0.82) drops below the highest negative (0.8)
+    before = {policy: evaluate.choose_threshold(y_true, probs, policy) for policy in ("youden", "youden_midpoint")}
+    after = {policy: evaluate.choose_threshold(y_true, moved, policy) for policy in ("youden", "youden_midpoint")}
+    assert (before["youden"], after["youden"]) == (0.82, 0.3)
+    assert abs(after["youden_midpoint"] - before["youden_midpoint"]) < 0.02
+    assert 0.3 < before["youden_midpoint"] < 0.8
+
+
+def test_youden_midpoint_is_the_logit_midpoint_of_the_near_optimal_thresholds():
+    y_true, probs = scored_sample(seed=6, decimals=3)
+    def youden(t):
+        pred = probs >= t
+        return pred[y_true == 1].mean() + (~pred[y_true == 0]).mean() - 1
+    j = np.array([youden(t) for t in np.unique(probs)])
+    near = np.unique(probs)[j >= j.max() - 0.05 - 1e-12]
+    logit = lambda p: np.log(p / (1 - p))
+    expected = 1 / (1 + np.exp(-(logit(near.min()) + logit(near.max())) / 2))
+    assert near.min() < near.max()
+    assert evaluate.choose_threshold(y_true, probs, "youden_midpoint", delta=0.05) == pytest.approx(expected)
+
+
+def test_youden_midpoint_with_zero_delta_splits_tied_maxima_and_clips_a_probability_of_one():
+    logit = lambda p: np.log(p / (1 - p))
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))
+    y_true = np.array([0, 0, 0, 1, 1, 1])
+    probs = np.array([0.1, 0.2, 0.6, 0.35, 0.8, 0.9])  # J = 2/3 at 0.35 and at 0.8
+    assert evaluate.choose_threshold(y_true, probs, "youden_midpoint", delta=0) == pytest.approx(
+        sigmoid((logit(0.35) + logit(0.8)) / 2))
+    # J = 1/2 at 1.0 and at 0.4; 1.0 is clipped to 1 - 1e-6 before the logit.
+    clipped = evaluate.choose_threshold([0, 0, 1, 1], [0.0, 0.6, 0.4, 1.0], "youden_midpoint", delta=0)
+    assert clipped == pytest.approx(sigmoid((logit(1 - evaluate.LOGIT_CLIP) + logit(0.4)) / 2))
+
+
+def test_fixed_policy_ignores_the_data_but_still_checks_it():
+    for seed in (0, 1):
+        y_true, probs = scored_sample(separation=1.0 + seed, seed=seed)
+        assert evaluate.choose_threshold(y_true, probs, "fixed") == 0.5
+        assert evaluate.choose_threshold(y_true, probs, "fixed", fixed_threshold=0.3) == 0.3
+    with pytest.raises(ValueError, match="both classes"):
+        evaluate.choose_threshold([1, 1], [0.2, 0.9], "fixed")
+
+
+def test_policy_thresholds_with_sample_weights_equal_repeated_images():
+    y_true, probs = scored_sample(seed=7, decimals=3)
+    counts = np.random.default_rng(0).integers(0, 3, len(y_true))
+    weighted = evaluate.policy_thresholds(y_true, probs, sample_weight=counts, target_sensitivity=0.9)
+    repeated = evaluate.policy_thresholds(np.repeat(y_true, counts), np.repeat(probs, counts), target_sensitivity=0.9)
+    assert list(weighted) == list(evaluate.THRESHOLD_POLICIES)
+    assert weighted == pytest.approx(repeated)
+
+
+TWO = ([0, 1], [0.2, 0.9])  # the smallest valid validation set
 
 
 @pytest.mark.parametrize("bad_call, message", [
     (lambda: evaluate.choose_threshold([0, 1, 1], [0.2, 0.9, 1.3]), "within"),
     (lambda: evaluate.choose_threshold([1, 1, 1], [0.2, 0.9, 0.3]), "both classes"),
-    (lambda: evaluate.choose_threshold([0, 1], [0.2, 0.9], policy="f1"), "unknown threshold policy"),
+    (lambda: evaluate.choose_threshold([0, 1], [0.2, 0.9], policy="f1"), "unknown threshold policy 'f1'"),
     (lambda: evaluate.choose_threshold([0, 1, 1], [0.2, 0.9]), "equal length"),
-    (lambda: evaluate.threshold_interval([0, 0, 1], [0.2, 0.9, float("nan")]), "threshold_interval"),
+    (lambda: evaluate.choose_threshold(*TWO, "youden_midpoint", delta=1.0), r"delta=1.0 is outside \[0, 1\)"),
+    (lambda: evaluate.choose_threshold(*TWO, "youden", delta=-0.1), r"delta=-0.1 .* e.g. 0.02"),
+    (lambda: evaluate.choose_threshold(*TWO, "fixed", fixed_threshold=1.0), r"fixed_threshold=1.0"),
+    (lambda: evaluate.choose_threshold(*TWO, "fixed", fixed_threshold=0), r"fixed_threshold=0 is outside"),
+    (lambda: evaluate.choose_threshold(*TWO, "sensitivity", target_sensitivity=0), "target_sensitivity=0"),
+    (lambda: evaluate.choose_threshold(*TWO, target_sensitivity=1.5), r"outside \(0, 1\]"),
+    (lambda: evaluate.choose_threshold(*TWO, "youden_midpoint", delta=float("nan")), "delta=nan"),
+    (lambda: evaluate.policy_thresholds(*TWO, ("youden", "best")), "unknown threshold policy 'best'"),
 ])
 def test_bad_input_is_rejected_with_a_clear_message(bad_call, message):
     with pytest.raises(ValueError, match=message):
@@ -104,58 +157,13 @@ def test_weighted_metrics_with_unit_weights_equal_sklearn_point_estimates():
 
 def test_weighted_metrics_equal_sklearn_on_explicit_resamples():
     y_true, probs = scored_sample(seed=2)
-    weights = next(evaluate.bootstrap_weights(y_true, n_boot=3, seed=7))
+    weights = np.random.default_rng(7).integers(0, 3, size=(3, len(y_true)))  # multiplicities, as in a resample
     vectorised = evaluate.weighted_metrics(y_true, probs, 0.5, weights)
     for row, counts in enumerate(weights.astype(int)):
         index = np.repeat(np.arange(len(y_true)), counts)
         expected = evaluate.compute_metrics(y_true[index], probs[index], 0.5)
         for name in evaluate.METRICS:
             assert vectorised[name][row] == pytest.approx(expected[name]), name
-
-
-def test_bootstrap_is_stratified_and_seeded():
-    y_true, _ = scored_sample()
-    first = np.vstack(list(evaluate.bootstrap_weights(y_true, n_boot=300, seed=1)))
-    again = np.vstack(list(evaluate.bootstrap_weights(y_true, n_boot=300, seed=1)))
-    assert first.shape == (300, len(y_true))
-    assert (first[:, y_true == 1].sum(axis=1) == (y_true == 1).sum()).all()
-    assert (first[:, y_true == 0].sum(axis=1) == (y_true == 0).sum()).all()
-    np.testing.assert_array_equal(first, again)
-
-
-def test_bootstrap_cis_cover_the_estimate_and_shrink_with_more_data():
-    small = evaluate.bootstrap_metrics(*scored_sample(60, 100, seed=8), 0.5, n_boot=1000)
-    large = evaluate.bootstrap_metrics(*scored_sample(600, 1000, seed=8), 0.5, n_boot=1000)
-    for frame in (small, large):
-        assert (frame["ci_low"] <= frame["estimate"]).all() and (frame["estimate"] <= frame["ci_high"]).all()
-    width = lambda frame: frame["ci_high"] - frame["ci_low"]
-    assert (width(large) < width(small)).all()
-
-
-def test_bootstrap_of_a_kermany_sized_test_set_takes_seconds():
-    y_true, probs = scored_sample(234, 390, seed=9)  # the Kermany test split: 234 NORMAL, 390 PNEUMONIA
-    start = time.perf_counter()
-    frame = evaluate.bootstrap_metrics(y_true, probs, 0.5, n_boot=2000)
-    assert time.perf_counter() - start < 10.0  # ~1 s on one shared core; a per-resample sklearn loop takes minutes
-    assert list(frame.index) == list(evaluate.METRICS)
-
-
-def test_evaluate_at_thresholds_labels_both_operating_points():
-    y_true, probs = scored_sample()
-    frame = evaluate.evaluate_at_thresholds(y_true, probs, 0.62, policy="youden", n_boot=200)
-    assert set(frame["operating_point"]) == {"default 0.5", "youden (0.620)"}
-    at = frame.set_index(["threshold", "metric"])["estimate"]
-    assert at[(0.62, "sensitivity")] == pytest.approx(evaluate.compute_metrics(y_true, probs, 0.62)["sensitivity"])
-    assert at[(0.5, "roc_auc")] == at[(0.62, "roc_auc")]
-
-
-def test_paired_bootstrap_difference_is_zero_for_identical_models_and_positive_for_a_better_one():
-    y_true, probs = scored_sample(seed=10)
-    same = evaluate.paired_bootstrap(y_true, probs, probs, 0.5, 0.5, n_boot=200)
-    assert (same[["difference", "ci_low", "ci_high"]].to_numpy() == 0).all()
-    _, better = scored_sample(separation=3.0, seed=10)
-    diff = evaluate.paired_bootstrap(y_true, better, probs, 0.5, 0.5, n_boot=500)
-    assert (diff["ci_low"] > 0).all()
 
 
 def test_metrics_vs_threshold_matches_point_metrics():

@@ -124,7 +124,7 @@ def test_optimize_for_cpu_swaps_nested_batch_norms_and_keeps_outputs():
     before = [np.asarray(model(x, training=t)) for t in (False, True)]
     trainable_before = [w.path for w in model.trainable_weights]
     assert fastops.optimize_for_cpu(model) is model
-    layers = list(model._flatten_layers())
+    layers = list(fastops.nested_layers(model))
     norms = [layer for layer in layers if isinstance(layer, keras.layers.BatchNormalization)]
     convs = [layer for layer in layers if isinstance(layer, keras.layers.Conv2D)]
     assert len(norms) == 2 and all(type(layer) is fastops.FusedBatchNormalization for layer in norms)
@@ -179,14 +179,76 @@ def test_make_optimizer_builds_other_optimizers_by_name():
     assert isinstance(fastops.make_optimizer("Adam", 1e-3), fastops.FusedAdam)
 
 
-def test_fused_model_saves_and_loads_with_identical_predictions(tmp_path):
+def _trained_fast_model():
+    """A fastops model after one training step, and the uncompiled view of it that a run saves."""
     model = fastops.optimize_for_cpu(_tiny_classifier(seed=4))
     model.compile(fastops.make_optimizer("adam", 1e-3), "binary_crossentropy")
     model.train_on_batch(_images(), (np.arange(8) % 2).astype("float32"))
-    path = tmp_path / "model.keras"
-    model.save(path)
-    loaded = keras.saving.load_model(path)
-    assert isinstance(loaded.optimizer, fastops.FusedAdam)
-    loaded_types = {type(layer) for layer in loaded._flatten_layers()}
-    assert {fastops.FusedBatchNormalization, fastops.FastGradConv2D} <= loaded_types
+    return model, keras.Model(model.input, model.output)
+
+
+def _layer_types(model):
+    return {type(layer) for layer in fastops.nested_layers(model)}
+
+
+def test_model_saved_inside_standard_layers_holds_only_keras_layers(tmp_path):
+    model, view = _trained_fast_model()
+    with fastops.standard_layers(view):
+        view.save(tmp_path / "model.keras")
+    assert {fastops.FusedBatchNormalization, fastops.FastGradConv2D} <= _layer_types(model)  # switched back
+    loaded = keras.saving.load_model(tmp_path / "model.keras")
+    assert not _layer_types(loaded) & set(fastops.STANDARD_LAYER_CLASSES)
+    assert {keras.layers.BatchNormalization, keras.layers.Conv2D} <= _layer_types(loaded)
     np.testing.assert_allclose(loaded.predict(_images(), verbose=0), model.predict(_images(), verbose=0), atol=1e-6)
+
+
+def test_standard_layers_switches_back_when_the_block_fails():
+    model, _ = _trained_fast_model()
+    with pytest.raises(RuntimeError), fastops.standard_layers(model):
+        raise RuntimeError("save failed")
+    assert {fastops.FusedBatchNormalization, fastops.FastGradConv2D} <= _layer_types(model)
+
+
+@pytest.mark.parametrize("optimized", [True, False], ids=["into-fastops-model", "into-keras-model"])
+def test_weights_load_whichever_layer_classes_saved_them(optimized, tmp_path):
+    model, view = _trained_fast_model()
+    view.save_weights(tmp_path / "legacy.weights.h5")  # names the fastops classes, as earlier versions did
+    with fastops.standard_layers(view):
+        view.save_weights(tmp_path / "standard.weights.h5")
+    for name in ("legacy", "standard"):
+        target = _tiny_classifier(seed=9)
+        if optimized:
+            fastops.optimize_for_cpu(target)
+        fastops.load_weights(target, tmp_path / f"{name}.weights.h5")
+        assert (fastops.FusedBatchNormalization in _layer_types(target)) == optimized
+        np.testing.assert_allclose(target.predict(_images(), verbose=0), model.predict(_images(), verbose=0),
+                                   atol=1e-6, err_msg=name)
+
+
+def test_models_saved_by_earlier_versions_still_load(tmp_path):
+    model, view = _trained_fast_model()
+    view.save(tmp_path / "legacy.keras")  # without standard_layers: the file names cxrlib's classes
+    loaded = keras.saving.load_model(tmp_path / "legacy.keras")  # registered by importing cxrlib.fastops
+    assert fastops.FusedBatchNormalization in _layer_types(loaded)
+    np.testing.assert_allclose(loaded.predict(_images(), verbose=0), model.predict(_images(), verbose=0), atol=1e-6)
+
+
+# --- Keras internals fastops relies on (module docstring): these fail when a Keras upgrade changes them
+
+def test_keras_adam_keeps_slot_variables_where_fused_adam_reads_them():
+    variables = [keras.Variable(np.ones((2, 3), "float32")), keras.Variable(np.zeros(4, "float32"))]
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(variables)
+    for variable in variables:
+        index = optimizer._get_variable_index(variable)
+        assert optimizer._momentums[index].shape == optimizer._velocities[index].shape == variable.shape
+
+
+def test_keras_conv2d_computes_its_output_with_convolution_op(monkeypatch):
+    layer = fastops.FastGradConv2D(2, 3, padding="same")
+    calls = []
+    original = fastops.FastGradConv2D.convolution_op
+    monkeypatch.setattr(fastops.FastGradConv2D, "convolution_op",
+                        lambda self, inputs, kernel: calls.append(1) or original(self, inputs, kernel))
+    layer(_images(1, size=5))
+    assert calls  # otherwise FastGradConv2D's gradients would silently stop being used

@@ -1,4 +1,5 @@
 """Frozen-base fast path: the feature cache and its equivalence with training on images."""
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -71,3 +72,27 @@ def test_fast_path_trains_the_same_model_as_the_image_path(tiny, tmp_path):
     assembled = models.load_model(tmp_path / "fast" / "model.keras")
     assembled_probs = assembled.predict(data.make_dataset(test_rows, 32, 32), verbose=0).ravel()
     np.testing.assert_allclose(assembled_probs, fast_probs[-len(test_rows):], atol=1e-5)
+
+
+def test_cache_key_of_a_weights_mapping_or_template_is_that_of_the_backbones_file(tiny, tmp_path):
+    frame = tiny[0][tiny[0]["subset"] == "val"]
+    for arch in models.ARCHS:
+        (tmp_path / f"{arch}.weights.h5").write_bytes(arch.encode())
+    single = key(frame, weights=tmp_path / "resnet50.weights.h5")
+    assert key(frame, weights=str(tmp_path / "{arch}.weights.h5")) == single
+    assert key(frame, weights={arch: str(tmp_path / f"{arch}.weights.h5") for arch in models.ARCHS}) == single
+
+
+def test_subset_features_reuse_one_extractor_per_model_and_the_cache(tiny, tmp_path):
+    frame = tiny[0]
+    subsets = {name: frame[frame["subset"] == name].reset_index(drop=True) for name in ("val", "test")}
+    pooled = features.SubsetFeatures(subsets, arch="resnet50", image_size=32, precision="float32", weights=None,
+                                     seed=42, cache_dir=tmp_path, batch_size=8)
+    model = models.build_model("resnet50", 32, weights=None, train_base=False)
+    (val, val_hit), (test, test_hit) = pooled.get(model, "val"), pooled.get(model, "test")
+    assert val.shape == (len(subsets["val"]), 2048) and test.shape == (len(subsets["test"]), 2048)
+    assert not val_hit and not test_hit and pooled.get(model, "val")[1]
+    extractor = pooled.extractor(model)
+    assert pooled.extractor(keras.Model(model.input, model.output)) is extractor  # same layers: same extractor
+    assert pooled.extractor(models.build_model("resnet50", 32, weights=None, train_base=False)) is not extractor
+    assert not list(tmp_path.glob("*partial*"))  # written under private names, then renamed

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from cxrlib import models
+from cxrlib.backbones import BACKBONES
+from cxrlib.contract import ARCHS
 
 SIZE = 32
 
@@ -36,10 +38,22 @@ def test_frozen_base_parameter_counts_match_reference_study(frozen_models, arch,
     ("resnet50", keras.applications.resnet50.preprocess_input),
     ("densenet121", keras.applications.densenet.preprocess_input),
 ])
-def test_preprocess_layer_matches_keras_preprocess_input(frozen_models, arch, reference):
+def test_preprocess_matches_keras_preprocess_input(arch, reference):
     pixels = np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype(np.float32)
-    ours = keras.ops.convert_to_numpy(frozen_models[arch].get_layer("preprocess")(pixels))
+    ours = keras.ops.convert_to_numpy(models.preprocess(pixels, BACKBONES[arch].preprocess_mode))
     np.testing.assert_allclose(ours, reference(pixels.copy()), rtol=1e-5, atol=1e-4)
+
+
+def test_preprocess_rejects_an_unknown_mode():
+    with pytest.raises(ValueError, match="'caffe' or 'torch', got 'tf'"):
+        models.preprocess(np.zeros((1, 4, 4, 3), np.float32), "tf")
+
+
+def test_registry_names_every_arch_once():
+    assert tuple(BACKBONES) == ARCHS
+    for name, backbone in BACKBONES.items():
+        assert backbone.name == name and hasattr(keras.applications, backbone.application)
+        assert backbone.title and backbone.intro.strip()
 
 
 def test_reference_head_layout_and_float32_output(frozen_models):
@@ -63,7 +77,6 @@ def test_saved_model_round_trips_in_safe_mode(frozen_models, tmp_path):
     model.save(tmp_path / "model.keras")
     loaded = models.load_model(tmp_path / "model.keras")  # safe_mode=True is Keras' default
     np.testing.assert_allclose(loaded(images, training=False), model(images, training=False), atol=1e-6)
-    assert loaded.get_layer("preprocess").mode == "caffe"
 
 
 def test_backbone_weights_load_from_a_file(tmp_path):
@@ -136,7 +149,7 @@ def test_unfreeze_from_unfreezes_top_blocks_but_keeps_batchnorm_frozen(arch):
     models.unfreeze_from(model)
     base = models.backbone_of(model)
     names = [layer.name for layer in base.layers]
-    first = next(i for i, name in enumerate(names) if name.startswith(models.FINETUNE_FROM[arch]))
+    first = next(i for i, name in enumerate(names) if name.startswith(BACKBONES[arch].finetune_from))
     assert not any(layer.trainable for layer in base.layers[:first])
     top = base.layers[first:]
     assert all(layer.trainable != isinstance(layer, keras.layers.BatchNormalization) for layer in top)
@@ -155,3 +168,50 @@ def test_bad_arch_and_too_small_images_are_rejected():
         models.build_model("vgg16", SIZE)
     with pytest.raises(ValueError, match="at least 32"):
         models.build_model("resnet50", 16)
+
+
+@pytest.fixture(scope="module")
+def backbone_files(tmp_path_factory):
+    """{arch: (backbone, its saved weights file)} for both architectures, from scratch at 32 px."""
+    folder = tmp_path_factory.mktemp("backbones")
+    files = {}
+    for arch in models.ARCHS:
+        backbone = models.build_backbone(arch, SIZE, weights=None)
+        backbone.save_weights(folder / f"{arch}_radiology.weights.h5")
+        files[arch] = (backbone, folder / f"{arch}_radiology.weights.h5")
+    return files
+
+
+@pytest.mark.parametrize("form", ["mapping", "template"])
+def test_per_backbone_weights_load_from_a_mapping_or_a_template(backbone_files, form):
+    folder = backbone_files["resnet50"][1].parent
+    weights = ({arch: path for arch, (_, path) in backbone_files.items()} if form == "mapping"
+               else str(folder / "{arch}_radiology.weights.h5"))
+    for arch, (source, path) in backbone_files.items():
+        assert models.resolve_weights(arch, weights) == str(path)
+        for expected, loaded in zip(source.get_weights(), models.build_backbone(arch, SIZE, weights).get_weights()):
+            np.testing.assert_array_equal(expected, loaded)
+
+
+def test_weights_mapping_must_name_the_arch_and_only_known_archs(backbone_files):
+    path = backbone_files["resnet50"][1]
+    with pytest.raises(ValueError, match="has no entry for densenet121"):
+        models.resolve_weights("densenet121", {"resnet50": path})
+    with pytest.raises(ValueError, match=r"unknown backbones \['resnet'\]"):
+        models.resolve_weights("resnet50", {"resnet": path, "resnet50": path})
+
+
+def test_mapping_entry_none_means_from_scratch_with_training_batchnorm(backbone_files):
+    weights = {"resnet50": None, "densenet121": backbone_files["densenet121"][1]}
+    assert models.resolve_weights("resnet50", weights) is None
+    model = models.build_model("resnet50", SIZE, weights=weights, dropout=0.0)
+    images = np.random.default_rng(1).uniform(0, 255, (4, SIZE, SIZE, 3)).astype(np.float32)
+    assert not np.allclose(model(images, training=True), model(images, training=False))
+
+
+def test_template_errors_name_the_filled_in_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="resnet50_radiology.weights.h5 .*does not exist"):
+        models.resolve_weights("resnet50", str(tmp_path / "{arch}_radiology.weights.h5"))
+    (tmp_path / "resnet50.npz").write_bytes(b"weights")
+    with pytest.raises(ValueError, match="resnet50.npz .*must end in .h5"):
+        models.resolve_weights("resnet50", tmp_path / "{arch}.npz")

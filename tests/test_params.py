@@ -66,7 +66,8 @@ def test_source_falls_back_to_the_parameters_cell_for_unknown_profiles():
 
 def test_notebook_parameters_collects_declared_names_and_requires_all():
     names = NOTEBOOK_PARAMETERS["compare"]
-    namespace = {"profile": "smoke", "runs_dir": "r", "report_dir": "d", "n_boot": 100,
+    namespace = {"profile": "smoke", "data_dir": None, "runs_dir": "r", "report_dir": "d", "threshold_policy": "fixed",
+                 "youden_delta": 0.02, "target_sensitivity": 0.95, "focus_seed": None, "n_boot": 100,
                  "n_examples": 2, "seed": 0, "unrelated": object()}
     assert set(notebook_parameters(namespace, "compare")) == set(names)
     del namespace["n_boot"]
@@ -83,3 +84,24 @@ def test_fine_tuning_needs_a_frozen_first_phase():
     with pytest.raises(ParameterError, match="finetune_epochs = 3 needs train_base false"):
         check({"finetune_epochs": 3, "train_base": True})
     assert check({"finetune_epochs": 3, "train_base": False})
+
+
+@pytest.mark.parametrize("weights", [
+    None, "imagenet", "/models/resnet50.weights.h5", "weights/{arch}_radiology.h5",
+    {"resnet50": "weights/r.keras", "densenet121": "imagenet"}, {"resnet50": None, "densenet121": "d.hdf5"},
+])
+def test_weights_accepts_null_imagenet_a_file_a_template_and_a_mapping(weights):
+    assert check({"weights": weights})
+
+
+@pytest.mark.parametrize("weights, problem", [
+    ("weights/resnet50.npz", "is not an allowed value"),
+    ({"resnet50": "r.h5"}, "has no entry for densenet121"),
+    ({"resnet50": "r.h5", "densenet121": "d.h5", "vgg16": "v.h5"}, r"unknown backbone\(s\) \['vgg16'\]"),
+    ({"resnet50": "r.h5", "densenet121": 3}, "densenet121: 3 has type int"),
+    (["r.h5"], "has type list"),
+])
+def test_bad_weights_name_the_value_and_the_accepted_forms(weights, problem):
+    with pytest.raises(ParameterError, match=problem) as err:
+        check({"profile": "smoke", "weights": weights})
+    assert "{arch}" in str(err.value) and "profiles/smoke.yaml" in str(err.value)

@@ -1,4 +1,8 @@
 """Every plot returns a Figure with the expected panels and labels, and saves a PNG (Agg backend)."""
+import ast
+import importlib
+import inspect
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -21,7 +25,7 @@ def make_run(arch: str, separation: float, seed: int) -> compare.Run:
         labels = np.where(targets == 1, "PNEUMONIA", "NORMAL")
         frames.append(pd.DataFrame({"path": [f"/fake/{subset}/{i}.jpeg" for i in range(count)], "subset": subset,
                                     "label": labels, "target": targets, "patient_id": "p", "prob": probs}))
-    history = pd.DataFrame({"epoch": [1, 2, 3], "loss": [0.6, 0.4, 0.3], "accuracy": [0.7, 0.8, 0.85],
+    history = pd.DataFrame({"epoch": [0, 1, 2], "loss": [0.6, 0.4, 0.3], "accuracy": [0.7, 0.8, 0.85],
                             "auc": [0.75, 0.85, 0.9], "val_loss": [0.5, 0.45, 0.5],
                             "val_accuracy": [0.72, 0.8, 0.78], "val_auc": [0.8, 0.88, 0.86]})
     return compare.Run(name=arch, arch=arch, info={}, predictions=pd.concat(frames, ignore_index=True),
@@ -43,7 +47,8 @@ def test_history_marks_the_best_validation_auc_epoch(runs, tmp_path):
     assert isinstance(figure, Figure) and (tmp_path / "history.png").stat().st_size > 0
     assert [ax.get_title() for ax in figure.axes] == ["Loss", "Accuracy", "AUC"]
     legend = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
-    assert legend == ["train", "validation", "best epoch (2)"]
+    assert legend == ["train", "validation", "best epoch (2)"]  # history.csv's epoch 1, as Keras prints it
+    assert list(figure.axes[0].lines[0].get_xdata()) == [1, 2, 3]
 
 
 def test_history_without_known_columns_is_rejected():
@@ -54,8 +59,8 @@ def test_history_without_known_columns_is_rejected():
 def test_confusion_matrices_show_counts_and_row_normalised(runs):
     figure = plots.plot_confusion_matrices(runs)
     assert len(figure.axes) == 4
-    assert figure.axes[0].get_title().startswith("resnet50: counts")
-    assert figure.axes[1].get_title().startswith("resnet50: row-normalised")
+    assert figure.axes[0].get_title().startswith("ResNet-50: counts")
+    assert figure.axes[1].get_title().startswith("ResNet-50: row-normalised")
     cell_texts = [float(text.get_text()) for text in figure.axes[0].texts]
     assert sum(cell_texts) == len(runs[0].test)
 
@@ -64,15 +69,15 @@ def test_roc_curves_put_auc_in_the_legend_and_mark_operating_points(runs, tmp_pa
     figure = plots.plot_roc_curves(runs, save_to=tmp_path / "roc.png")
     ax = figure.axes[0]
     legend = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert any(label.startswith("resnet50 (AUC 0.") for label in legend)
-    assert "densenet121 @ 0.55" in legend
+    assert any(label.startswith("ResNet-50 (AUC 0.") for label in legend)
+    assert "DenseNet-121 @ 0.55" in legend
     assert ax.get_xlabel().startswith("1 - specificity") and (tmp_path / "roc.png").exists()
 
 
 def test_pr_curves_show_average_precision_and_prevalence(runs):
     ax = plots.plot_pr_curves(runs).axes[0]
     legend = [text.get_text() for text in ax.get_legend().get_texts()]
-    assert any(label.startswith("densenet121 (AP ") for label in legend)
+    assert any(label.startswith("DenseNet-121 (AP ") for label in legend)
     assert "prevalence (0.60)" in legend
 
 
@@ -175,3 +180,21 @@ def test_intensity_histograms_put_each_class_mean_in_the_legend(tree_images):
     ax = plots.plot_intensity_histograms(tree_images, n_per_class=5, image_size=16, loader=loader).axes[0]
     assert [text.get_text() for text in ax.get_legend().get_texts()] == ["NORMAL (mean 50)", "PNEUMONIA (mean 200)"]
     assert ax.get_title() == "Pixel intensities: 5 images per class at 16x16" and sizes == {16}
+
+
+
+def defined_names(module) -> set[str]:
+    """Public names a module defines at its top level (functions and assigned constants), read from its source."""
+    tree = ast.parse(inspect.getsource(module))
+    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assigned = {target.id for node in tree.body if isinstance(node, ast.Assign)
+                for target in ast.walk(node) if isinstance(target, ast.Name) and isinstance(target.ctx, ast.Store)}
+    return {name for name in functions | assigned if not name.startswith("_")}
+
+
+@pytest.mark.parametrize("module", ["style", "training", "evaluation", "images", "data"])
+def test_package_re_exports_every_public_name_of_its_modules(module):
+    submodule = importlib.import_module(f"cxrlib.plots.{module}")
+    own = defined_names(submodule)
+    assert own and own <= set(plots.__all__)
+    assert all(getattr(plots, name) is getattr(submodule, name) for name in own)

@@ -1,4 +1,6 @@
 """Patient-grouped validation split, count tables, subsampling for smoke runs, and class weights."""
+import hashlib
+
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
@@ -36,6 +38,13 @@ def assign_subsets(images: pd.DataFrame, val_fraction: float = 0.1, seed: int = 
             f"val_fraction={val_fraction}. Use a larger val_fraction or more data."
         )
     return frame
+
+
+def split_fingerprint(frame: pd.DataFrame) -> str:
+    """sha256 over sorted (relative path, subset) pairs: equal exactly when two frames split the same images alike."""
+    names = frame["relpath"] if "relpath" in frame.columns else frame["path"]
+    pairs = sorted(f"{name}\t{subset}" for name, subset in zip(names, frame["subset"]))
+    return hashlib.sha256("\n".join(pairs).encode()).hexdigest()
 
 
 def _group_column(frame: pd.DataFrame) -> str:

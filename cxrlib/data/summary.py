@@ -1,13 +1,12 @@
-"""Summary tables of the data exploration report (pandas only: no TensorFlow).
+"""Summary tables of the data exploration report (pandas and scikit-learn: no TensorFlow).
 
 ``images`` is ``DatasetIndex.images`` (one row per image, Kaggle ``split``); ``frame`` is the output of
 ``assign_subsets`` (the same rows with a ``subset`` column).
 """
 import pandas as pd
 
+from .audit import GROUP_MIN_SHARE, OTHER_GROUP, frequent_sizes, geometry_groups, size_name
 from .split import subset_counts
-
-PRE_RESIZED_SIZES = (224, 227)
 
 
 def images_per_split(images: pd.DataFrame) -> pd.DataFrame:
@@ -43,11 +42,38 @@ def validation_split_summary(frame: pd.DataFrame) -> dict:
 
 
 def image_size_summary(images: pd.DataFrame) -> pd.DataFrame:
-    """Per label: images, median width and height, and the share stored as 224x224 or 227x227 squares."""
-    pre_resized = images["width"].eq(images["height"]) & images["width"].isin(PRE_RESIZED_SIZES)
-    return images.assign(pre_resized=pre_resized).groupby("label").agg(
+    """Per label: images, median width and height, and the share stored at a frequent size (audit.frequent_sizes)."""
+    frequent = geometry_groups(images).astype(str).ne(OTHER_GROUP)
+    return images.assign(frequent=frequent).groupby("label").agg(
         images=("path", "size"), width_median=("width", "median"), height_median=("height", "median"),
-        share_square_224_or_227=("pre_resized", "mean"))
+        share_at_a_frequent_size=("frequent", "mean"))
+
+
+def _size_range(images: pd.DataFrame) -> str:
+    """``width 140–648 px, height 120–306 px``."""
+    return (f"width {images['width'].min()}–{images['width'].max()} px, "
+            f"height {images['height'].min()}–{images['height'].max()} px")
+
+
+def describe_image_sizes(images: pd.DataFrame) -> str:
+    """Markdown that states the stored image sizes of this copy of the data, whatever the copy."""
+    sizes = frequent_sizes(images)
+    if sizes.empty:
+        return (f"No stored size is shared by {GROUP_MIN_SHARE:.0%} or more of the {len(images):,} images: sizes vary "
+                f"({_size_range(images)}), as original scans do, so the images were not resized to one size.")
+    listed = ", ".join(f"{size_name(*size)} ({count:,} images)" for size, count in sizes.items())
+    text = (f"**{sizes.sum() / len(images):.0%}** of the {len(images):,} images share a few fixed stored sizes, each "
+            f"held by {GROUP_MIN_SHARE:.0%} or more of the images: {listed}.")
+    if any(width == height for width, height in sizes.index):
+        text += (" A square size held by that many X-rays means those images were resized to a square, ignoring the "
+                 "aspect ratio, before we received them.")
+    if any(width != height for width, height in sizes.index):
+        text += " A non-square size held by that many images points to one resizing step or one scanner setting."
+    rest = images[geometry_groups(images).astype(str).eq(OTHER_GROUP)]
+    if len(rest):
+        text += f" The other {len(rest):,} images keep varied sizes ({_size_range(rest)})."
+    return text + (" Stored size then records how a copy was made, not only what a scanner produced; if the classes "
+                   "were stored differently, size alone could predict the label (next section).")
 
 
 def sample_per_class(images: pd.DataFrame, n_per_class: int, seed: int = 42) -> pd.DataFrame:

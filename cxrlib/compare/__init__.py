@@ -1,0 +1,31 @@
+"""Compare trained runs from their run directories: paired tests, ensemble and the results table.
+
+Nothing here retrains or re-predicts: everything reads ``predictions.csv`` / ``run.json`` /
+``history.csv`` written by ``cxrlib.train`` (contract in docs/ARCHITECTURE.md).
+Confidence intervals resample test *patients* within class (``patient_id``, unique within the test split),
+each with all its images; DeLong and McNemar are image-level tests and are labelled so.
+Byte-identical test images count once after ``merge_duplicates``.
+
+One module per job; callers use the names re-exported here (``compare.load_runs``, ``compare.Run``, ...):
+
+- ``runs``: ``Run``, reading run directories and checking they form one comparison, aligning their rows,
+  re-choosing a run's threshold (``with_policy``);
+- ``duplicates``: byte-identical images merged to one row per image;
+- ``paired``: paired tests of two runs (McNemar, DeLong, paired patient bootstrap) and their disagreements;
+- ``ensemble``: the averaged-probability ensemble as a new ``Run``;
+- ``tables``: per-run test metrics with CIs, the per-class report and the results table;
+- ``export``: writing a table as CSV, Markdown and HTML.
+"""
+from .duplicates import data_relpath, merge_duplicate_rows, merge_duplicates
+from .ensemble import make_ensemble
+from .export import export_table
+from .paired import compare_pair, delong_covariance, delong_test, disagreements, mcnemar_test
+from .runs import PER_RUN_SETTINGS, Run, aligned_subset, find_run_dirs, load_run, load_runs, with_policy
+from .tables import CI_COLUMNS, TABLE_NAMES, classification_report, evaluate_run, results_table
+
+__all__ = [
+    "CI_COLUMNS", "PER_RUN_SETTINGS", "TABLE_NAMES", "Run", "aligned_subset", "classification_report",
+    "compare_pair", "data_relpath", "delong_covariance", "delong_test", "disagreements", "evaluate_run",
+    "export_table", "find_run_dirs", "load_run", "load_runs", "make_ensemble", "mcnemar_test",
+    "merge_duplicate_rows", "merge_duplicates", "results_table", "with_policy",
+]

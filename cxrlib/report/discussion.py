@@ -1,0 +1,143 @@
+"""The comparison report's words: tables for readers and the discussion, every number taken from the results.
+
+Pure functions of the study tables (cxrlib.study) and runs, so they are unit-tested on fabricated results and
+no model name or number is written into the notebook.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+
+from cxrlib import compare, study
+from cxrlib.report.format import (DASH, POLICY_NAMES, is_missing, mean_sd_range, model_title, number, p_value,
+                                  with_interval)
+
+HEADLINE_METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity")
+METRIC_WORDS = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "sensitivity": "sensitivity",
+                "specificity": "specificity", "threshold": "threshold"}
+
+
+def across_seeds(row: pd.Series) -> str:
+    """One summary row (mean, sd, min, max) as ``mean ± SD (min–max)``."""
+    return mean_sd_range(row["mean"], row["sd"], row["min"], row["max"])
+
+
+def headline_table(comparison: pd.DataFrame) -> pd.DataFrame:
+    """comparison.csv for readers: per model, each metric as mean ± SD (min–max) across seeds."""
+    shown = pd.DataFrame({"model": comparison["model"], "seeds": comparison["seeds"]})
+    for metric in (*HEADLINE_METRICS, "threshold"):
+        shown[metric] = [mean_sd_range(*row) for row in
+                         comparison[[f"{metric}_{stat}" for stat in ("mean", "sd", "min", "max")]].to_numpy()]
+    return shown
+
+
+def difference_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The paired differences across seeds for readers: mean, 95% t-interval, who won how often, Wilcoxon and
+    sign tests (each with the smallest p-value its number of seeds allows)."""
+    return pd.DataFrame({
+        "comparison": [f"{model_title(m)} − {model_title(r)}" for m, r in zip(summary["model"], summary["reference"])],
+        "metric": summary["metric"].map(METRIC_WORDS),
+        "seeds": summary["n_seeds"],
+        "mean difference (95% t-interval)": [with_interval(m, lo, hi, 4) for m, lo, hi in
+                                             summary[["mean_difference", "ci_low", "ci_high"]].to_numpy()],
+        "seeds won / lost": [f"{int(w)} / {int(lo)}" for w, lo in
+                             summary[["n_model_better", "n_reference_better"]].to_numpy()],
+        "Wilcoxon p (smallest possible)": [f"{p_value(p)} ({p_value(floor)})" for p, floor in
+                                           summary[["wilcoxon_p", "wilcoxon_min_attainable_p"]].to_numpy()],
+        "sign test p (smallest possible)": [f"{p_value(p)} ({p_value(floor)})" for p, floor in
+                                            summary[["sign_test_p", "min_attainable_p"]].to_numpy()],
+    })
+
+
+def pair_table(pair: pd.DataFrame, name_a: str, name_b: str) -> pd.DataFrame:
+    """compare.compare_pair's rows with the two models named instead of a and b."""
+    notes = pair["note"].str.replace("only a correct", f"only {name_a} right").str.replace(
+        "only b correct", f"only {name_b} right")
+    return pd.DataFrame({"test": pair["test"], name_a: pair["a"], name_b: pair["b"],
+                         "difference": pair["difference"], "95% CI low": pair["ci_low"], "95% CI high": pair["ci_high"],
+                         "p-value": pair["p_value"].map(p_value), "note": notes})
+
+
+def randomised_sources(runs: Sequence[compare.Run]) -> str:
+    """What varied between the replicates: the patient split, training, or both (from run.json)."""
+    trained = [run for run in runs if run.arch != "ensemble"]
+    seeds = sorted({run.seed for run in trained})
+    split_seeds = {run.info["config"].get("split_seed", run.seed) for run in trained}
+    if len(seeds) == 1:
+        return (f"One replicate (seed {seeds[0]}): the intervals below cover the sampling of test patients, not "
+                "retraining or another validation split.")
+    if len(split_seeds) == 1:
+        return (f"{len(seeds)} replicates (seeds {', '.join(map(str, seeds))}) share one patient split "
+                f"(split seed {split_seeds.pop()}): they vary initialisation, data order, augmentation and dropout.")
+    return (f"{len(seeds)} replicates (seeds {', '.join(map(str, seeds))}); each drew its own validation patients and "
+            "its own training seed (initialisation, data order, augmentation, dropout), so the spread across "
+            "replicates is what a user retraining this profile would meet. Within a replicate all models share the "
+            "split, so their comparison is paired. The test folder is the same in every replicate.")
+
+
+def disagreement_sentence(disagree: pd.DataFrame, runs: Sequence[compare.Run], n_test: int) -> str:
+    """How many test images two models disagree on and which one was right how often."""
+    right = disagree["correct"].value_counts()
+    counts = ", ".join(f"{model_title(run.name)} is right on {int(right.get(run.name, 0))}" for run in runs)
+    return f"The models disagree on **{len(disagree)}** of {n_test} test images: {counts}."
+
+
+def disagreement_table(disagree: pd.DataFrame, runs: Sequence[compare.Run]) -> pd.DataFrame:
+    """compare.disagreements for readers: image, true class, each model's probability, and who was right."""
+    shown = pd.DataFrame({"image": disagree["path"].map(lambda path: str(path).replace("\\", "/").split("/")[-1]),
+                          "true class": disagree["label"]})
+    for run in runs:
+        shown[f"P(PNEUMONIA), {model_title(run.name)}"] = disagree[f"prob_{run.name}"]
+    shown["right"] = disagree["correct"].map(model_title)
+    return shown
+
+
+def _summary_row(tables: dict[str, pd.DataFrame], model: str, metric: str) -> pd.Series:
+    """The primary-policy summary row of one model and metric."""
+    summary = tables["summary"]
+    rows = summary[summary["is_primary"] & (summary["model"] == model) & (summary["metric"] == metric)]
+    return rows.iloc[0]
+
+
+def _difference_words(row: pd.Series) -> str:
+    """What the t-interval of one paired difference allows us to say (the pre-registered decision rule)."""
+    what = f"{model_title(row['model'])} − {model_title(row['reference'])} in {METRIC_WORDS[row['metric']]}"
+    interval = with_interval(row["mean_difference"], row["ci_low"], row["ci_high"], 4)
+    if is_missing(row["ci_low"]):
+        return f"{what}: {interval} (one seed: no interval across seeds)"
+    if row["ci_low"] > 0 or row["ci_high"] < 0:
+        better = row["model"] if row["ci_low"] > 0 else row["reference"]
+        return f"{what}: {interval}; the interval excludes 0, so {model_title(better)} is better here"
+    return f"{what}: {interval}; the interval includes 0, so the study detects no difference"
+
+
+def discussion(runs: Sequence[compare.Run], tables: dict[str, pd.DataFrame], policy: str, reference: str) -> str:
+    """The discussion in Markdown: setup, headline per model, paired differences, ensemble, limits."""
+    models = list(dict.fromkeys(study.model_of(run) for run in runs))
+    trained = [run for run in runs if run.arch != "ensemble"]
+    config = trained[0].info["config"]
+    seeds = sorted({run.seed for run in trained})
+    n_test, n_pos = len(trained[0].test), int(trained[0].test["target"].sum())
+    lines = [f"**Setup.** {len(models)} models ({', '.join(model_title(m) for m in models)}) over {len(seeds)} "
+             f"seed{'s' if len(seeds) != 1 else ''}, trained {'from ImageNet weights' if config['weights'] else 'from scratch'} "
+             f"at {config['image_size']}×{config['image_size']} pixels, tested on the same {n_test} test images "
+             f"({n_pos} PNEUMONIA; always answering PNEUMONIA scores {n_pos / n_test:.1%}). Thresholds follow the "
+             f"pre-registered policy ({POLICY_NAMES[policy]}), set on validation only.", ""]
+    for model in models:
+        auc, accuracy = _summary_row(tables, model, "roc_auc"), _summary_row(tables, model, "accuracy")
+        spread = "mean ± SD (min–max) across seeds" if len(seeds) > 1 else f"seed {seeds[0]}"
+        lines.append(f"- **{model_title(model)}:** ROC-AUC {across_seeds(auc)}, accuracy {across_seeds(accuracy)} "
+                     f"({spread}).")
+    lines.append("")
+    differences = tables["difference_summary"]
+    lines += [f"- {_difference_words(row)}." for _, row in differences.iterrows()] or [f"- {DASH}"]
+    lines += ["", "**Limits.** One test folder from one hospital; the data copy's stored image sizes are tied to the "
+              "label (see the within-group view above and notebook 1). "
+              + ("" if config["weights"] else "These models were trained from scratch at reduced resolution, not with "
+                 "the reference protocol (ImageNet weights, 224 px; profile full). ")
+              + (f"With {len(seeds)} seeds neither the Wilcoxon nor the sign test can fall below "
+                 f"{number(2 * 0.5 ** len(seeds), 4)}, so the t-interval carries the decision (pre-registered rule)."
+                 if len(seeds) > 1 else "With one seed nothing here measures how results move with retraining: "
+                 "train more seeds (`seeds`) for that.")]
+    return "\n".join(lines)

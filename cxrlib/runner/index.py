@@ -1,0 +1,133 @@
+"""The run record (runner.json) and the index page: links to every report, the headline results, run facts.
+
+The index shows comparison.csv (written by the comparison notebook) as the headline table, its ROC figure
+(roc_curves.png) and the per-seed table (seeds.csv) when the notebook saved them into the report directory.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from cxrlib.contract import REPO_ROOT
+from cxrlib.report.discussion import headline_table
+from cxrlib.report.format import POLICY_NAMES
+from cxrlib.runner.pages import Table, display_table, render, write_atomic
+
+RECORD_FILE = "runner.json"
+ROC_FIGURE = "roc_curves.png"
+SEEDS_FILE = "seeds.csv"
+COMPARISON_FILE = "comparison.csv"
+# comparison.csv from before the seed study: one row per model, metrics with bootstrap intervals.
+CI_HEADLINE = ("model", "accuracy", "roc_auc", "sensitivity", "specificity", "macro_f1", "threshold")
+SEED_COLUMNS_HIDDEN = ("policy", "is_primary")  # the caption names the policy instead
+
+
+def code_version(repo: Path = REPO_ROOT) -> dict:
+    """The commit the repository is at and whether tracked files differ from it (taken when a run starts)."""
+    def git(*args: str) -> str:  # GIT_OPTIONAL_LOCKS=0: only look, never refresh the repository's index
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30, check=True,
+                              env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"}).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "--short", "HEAD"),
+                "modified": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "modified": False}
+
+
+def version_text(version: dict) -> str:
+    """``abc1234`` or ``abc1234 (modified)``: the code a run started from."""
+    return version["commit"] + (" (modified)" if version.get("modified") else "")
+
+
+def comparison_is_stale(notebooks: dict) -> bool:
+    """True when a training notebook finished after the comparison notebook last ran (e.g. after --only 02)."""
+    finished = {kind: [info["finished"] for info in notebooks.values() if info.get("kind") == kind]
+                for kind in ("train", "compare")}
+    return bool(finished["train"] and finished["compare"]) and max(finished["train"]) > max(finished["compare"])
+
+
+def headline(report_dir: Path) -> tuple[Table, str] | None:
+    """comparison.csv as the index shows it, and what its cells mean; None when there is none yet."""
+    path = report_dir / COMPARISON_FILE
+    if not path.is_file():
+        return None
+    comparison = pd.read_csv(path)
+    if any(column.endswith("_mean") for column in comparison):
+        return (display_table(headline_table(comparison)),
+                "Test set. Each cell: mean ± standard deviation (smallest–largest) across the training seeds; "
+                "a single seed shows its value alone.")
+    return (display_table(comparison, list(CI_HEADLINE)),
+            "Test set. Each cell: the value with its 95% bootstrap confidence interval in brackets.")
+
+
+def seed_table(report_dir: Path) -> tuple[Table, str] | None:
+    """seeds.csv (one row per model and seed) at the headline policy, and that policy's name; None without it."""
+    path = report_dir / SEEDS_FILE
+    if not path.is_file():
+        return None
+    seeds = pd.read_csv(path)
+    policy = ""
+    if "is_primary" in seeds:
+        seeds = seeds[seeds["is_primary"].astype(bool)]
+        policy = POLICY_NAMES.get(seeds["policy"].iloc[0], seeds["policy"].iloc[0]) if len(seeds) else ""
+    return display_table(seeds, [c for c in seeds.columns if c not in SEED_COLUMNS_HIDDEN]), policy
+
+
+def duration_text(seconds: float) -> str:
+    """``41 s``, ``12.5 min`` or ``1 h 16 min``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    hours, minutes = divmod(round(seconds / 60), 60)
+    return f"{hours} h {minutes} min"
+
+
+def when_text(iso: str) -> str:
+    """``2026-11-26T03:03:34`` as ``26 Nov 2026, 03:03``."""
+    return dt.datetime.fromisoformat(iso).strftime("%d %b %Y, %H:%M")
+
+
+def value_text(value) -> str:
+    """A parameter value as the profile file writes it (``null``, ``true``, ``[1, 2]``, ``0.001``)."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def report_links(report_dir: Path, notebooks: dict) -> list[dict]:
+    """One entry per notebook report present in ``report_dir``, in run order."""
+    return [{"href": f"{stem}.html", "title": info.get("title", stem), "stem": stem,
+             "duration": duration_text(info["seconds"]), "finished": when_text(info["finished"])}
+            for stem, info in sorted(notebooks.items()) if (report_dir / f"{stem}.html").is_file()]
+
+
+def write_record(report_dir: Path, record: dict) -> Path:
+    """runner.json: what ran, with which parameters, from which code, how long and how much memory it took."""
+    return write_atomic(report_dir / RECORD_FILE, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_index(report_dir: Path, record: dict, description: str) -> Path:
+    """index.html for ``report_dir`` from its run record and the tables the notebooks left there."""
+    notes = [record["note"]] if record.get("note") else []
+    if record.get("failure"):
+        notes.append(f"This run failed, so these reports did not replace the earlier ones: {record['failure']}")
+    if comparison_is_stale(record["notebooks"]):
+        notes.append("A model was retrained after the comparison was made, so the comparison below is out of date; "
+                     "re-run it with --only 04.")
+    reports = report_links(report_dir, record["notebooks"])
+    nav = {"home": None, "profile": record["profile"], "previous": None,
+           "next": {"href": reports[0]["href"], "title": reports[0]["title"]} if reports else None}
+    files = {name: (report_dir / name).is_file() for name in ("comparison.html", COMPARISON_FILE, ROC_FIGURE)}
+    compare_report = next((r for r in reports if record["notebooks"][r["stem"]].get("kind") == "compare"), None)
+    page = render("index.html.j2", title=f"cxr-compare reports: profile {record['profile']}", nav=nav,
+                  record=record, description=description, notes=notes, headline=headline(report_dir),
+                  seeds=seed_table(report_dir), files=files, compare_report=compare_report, reports=reports,
+                  version=version_text(record["code_version"]), duration_text=duration_text,
+                  when_text=when_text, parameters={k: value_text(v) for k, v in record["parameters"].items()},
+                  overrides={k: value_text(v) for k, v in record["overrides"].items()})
+    return write_atomic(report_dir / "index.html", page)

@@ -1,0 +1,158 @@
+"""The report layer: number formats, the computed discussion, split and training seeds kept apart."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrlib import compare, data, params, study
+from cxrlib.contract import REPO_ROOT
+from cxrlib.report import discussion
+from cxrlib.report.format import (epoch_number, mean_sd_range, model_title, number, p_value, readable,
+                                  with_interval)
+from cxrlib.report.training import replicate_frame, shown_parameters
+
+MISSED = {"resnet50": {1: 0, 2: 1, 3: 2}, "densenet121": {1: 1, 2: 1, 3: 3}}
+
+
+def fake_run(arch: str, seed: int, missed: int, split_seed: int | None = None) -> compare.Run:
+    """A run whose test accuracy at 0.5 is (10 - missed) / 10: 5 NORMAL and 5 PNEUMONIA test images."""
+    positives = [0.01 * (k + 1) for k in range(missed)] + [0.95, 0.9, 0.8, 0.7, 0.6][missed:]
+    rows = [("val", 0, f"v{i}", p) for i, p in enumerate(np.linspace(0.05, 0.6, 8))]
+    rows += [("val", 1, f"w{i}", p) for i, p in enumerate(np.linspace(0.4, 0.98, 8))]
+    rows += [("test", 0, f"n{i}", p) for i, p in enumerate([0.1, 0.2, 0.3, 0.4, 0.45])]
+    rows += [("test", 1, f"p{i}", p) for i, p in enumerate(positives)]
+    predictions = pd.DataFrame([{"path": f"/data/{subset}/{'PNEUMONIA' if target else 'NORMAL'}/{name}.jpeg",
+                                 "subset": subset, "label": "PNEUMONIA" if target else "NORMAL", "target": target,
+                                 "patient_id": name, "prob": prob} for subset, target, name, prob in rows])
+    config = {"weights": None, "image_size": 96, "split_seed": seed if split_seed is None else split_seed}
+    return compare.Run(name=arch, arch=arch, info={"seed": seed, "config": config}, predictions=predictions,
+                       threshold=0.5, threshold_info={"policy": "fixed", "value": 0.5})
+
+
+@pytest.fixture
+def runs():
+    return [fake_run(arch, seed, missed) for arch, by_seed in MISSED.items() for seed, missed in by_seed.items()]
+
+
+@pytest.fixture
+def tables(runs):
+    return study.seed_study(runs, primary="fixed", reference="resnet50")
+
+
+# --- formats -------------------------------------------------------------------------------------------
+
+def test_undefined_values_show_as_a_dash_never_nan():
+    assert number(float("nan")) == "–" and number(None) == "–" and number(0.91234) == "0.912"
+    assert with_interval(0.9, float("nan"), 0.95) == "0.900"
+    assert with_interval(0.9, 0.85, 0.95) == "0.900 (0.850–0.950)"
+    assert mean_sd_range(0.9, float("nan"), 0.9, 0.9) == "0.900"
+    assert mean_sd_range(0.9, 0.01, 0.88, 0.91) == "0.900 ± 0.010 (0.880–0.910)"
+    assert p_value(0.0004) == "< 0.001" and p_value(0.0625) == "0.062" and p_value(float("nan")) == "–"
+
+
+def test_epochs_are_shown_counted_from_one_like_keras_logs():
+    assert epoch_number(0) == 1 and epoch_number(6) == 7 and epoch_number(None) == "–"
+
+
+def test_readable_tables_name_columns_and_models_and_hide_the_index():
+    frame = pd.DataFrame({"model": ["densenet121", "ensemble"], "roc_auc": [0.9, float("nan")], "n_test": [1234, 5]})
+    page = readable(frame).to_html()
+    assert "DenseNet-121" in page and "ensemble (mean)" in page and "ROC-AUC" in page and "1,234" in page
+    assert "nan" not in page.lower() and "–" in page and "roc_auc" not in page
+    assert model_title("resnet50") == "ResNet-50"
+
+
+def test_shown_parameters_never_print_absolute_paths():
+    shown = shown_parameters({"runs_dir": str(REPO_ROOT / "runs" / "cpu"), "data_dir": None, "epochs": 8,
+                              "report_dir": str(REPO_ROOT / "reports" / "cpu.staging")})
+    assert shown == {"runs_dir": "runs/cpu", "data_dir": None, "epochs": 8, "report_dir": "reports/cpu.staging"}
+
+
+# --- seeds: the split seed and the training seed control different things ---------------------------------
+
+def test_replicates_draw_their_split_from_their_own_seed_unless_split_seed_is_set():
+    assert params.replicate_seeds({"seeds": [3, 5], "split_seed": None}) == [(3, 3), (5, 5)]
+    assert params.replicate_seeds({"seeds": [3, 5], "split_seed": 9}) == [(3, 9), (5, 9)]
+    values = params.train_config_values({name: 0 for name in params.TRAIN_CONFIG_PARAMETERS}, seed=3, split_seed=9)
+    assert values["seed"] == 3 and values["split_seed"] == 9
+
+
+def test_the_split_depends_on_the_split_seed_only(image_tree):
+    images = data.scan_dataset(image_tree).images
+    settings = {"val_fraction": 0.25, "subsample_per_class": 4}
+    first = replicate_frame(data.DatasetIndex(image_tree, images, None, None, "x"), settings, split_seed=1)
+    again = replicate_frame(data.DatasetIndex(image_tree, images, None, None, "x"), settings, split_seed=1)
+    other = replicate_frame(data.DatasetIndex(image_tree, images, None, None, "x"), settings, split_seed=2)
+    assert data.split_fingerprint(first) == data.split_fingerprint(again)
+    assert data.split_fingerprint(first) != data.split_fingerprint(other)
+
+
+@pytest.mark.parametrize("value, problem", [([], "non-empty list"), ([1, 1], "repeats a seed"), (3, "non-empty list"),
+                                            ([1, -2], "not an integer in range"), ([True], "not an integer")])
+def test_bad_seed_lists_are_rejected_with_the_fix(value, problem):
+    with pytest.raises(params.ParameterError, match=problem) as err:
+        params.check({"seeds": value}, source="profiles/x.yaml")
+    assert "e.g. [42] or [1, 2, 3, 4, 5]" in str(err.value) and "profiles/x.yaml" in str(err.value)
+
+
+# --- the discussion and its tables -------------------------------------------------------------------------
+
+def test_headline_table_shows_mean_sd_and_range_across_seeds(tables):
+    summary = tables["summary"][tables["summary"]["is_primary"]]
+    accuracy = summary[(summary["model"] == "resnet50") & (summary["metric"] == "accuracy")].iloc[0]
+    assert accuracy["mean"] == pytest.approx(0.9) and accuracy["sd"] == pytest.approx(0.1)
+    assert discussion.across_seeds(accuracy) == "0.900 ± 0.100 (0.800–1.000)"
+
+
+def test_difference_table_names_the_models_and_the_decision(tables):
+    shown = discussion.difference_table(tables["difference_summary"])
+    accuracy = shown[shown["metric"] == "accuracy"].iloc[0]
+    assert accuracy["comparison"] == "DenseNet-121 − ResNet-50" and accuracy["seeds"] == 3
+    assert accuracy["seeds won / lost"] == "0 / 2"  # seed 2 ties
+    assert accuracy["mean difference (95% t-interval)"].startswith("-0.0667 (")
+    assert accuracy["Wilcoxon p (smallest possible)"] == "0.5 (0.5)"  # two non-zero differences, both negative
+
+
+def test_discussion_is_computed_from_the_results(runs, tables):
+    text = discussion.discussion(runs, tables, "fixed", "resnet50")
+    assert "3 seeds" in text and "fixed 0.5" in text and "from scratch" in text
+    assert "accuracy 0.900 ± 0.100 (0.800–1.000)" in text  # ResNet-50
+    assert "the interval includes 0, so the study detects no difference" in text
+    assert "nan" not in text.lower()
+
+
+def test_one_seed_discussion_says_there_is_no_interval_across_seeds():
+    one = [fake_run("resnet50", 1, 0), fake_run("densenet121", 1, 2)]
+    tables = study.seed_study(one, primary="fixed", reference="resnet50")
+    text = discussion.discussion(one, tables, "fixed", "resnet50")
+    assert "one seed: no interval across seeds" in text and "nan" not in text.lower()
+    assert discussion.randomised_sources(one).startswith("One replicate (seed 1)")
+
+
+def test_randomised_sources_says_whether_the_split_varied(runs):
+    assert "each drew its own validation patients" in discussion.randomised_sources(runs)
+    fixed_split = [fake_run("resnet50", seed, 0, split_seed=7) for seed in (1, 2)]
+    assert "share one patient split (split seed 7)" in discussion.randomised_sources(fixed_split)
+
+
+def test_pair_table_names_models_instead_of_a_and_b():
+    pair = pd.DataFrame({"test": ["image-level McNemar exact"], "a": [0.9], "b": [0.8], "difference": [0.1],
+                         "ci_low": [math.nan], "ci_high": [math.nan], "p_value": [0.03],
+                         "note": ["discordant images: only a correct 20, only b correct 12"]})
+    shown = discussion.pair_table(pair, "DenseNet-121", "ResNet-50")
+    assert list(shown.columns[1:3]) == ["DenseNet-121", "ResNet-50"]
+    assert shown["note"].iloc[0] == "discordant images: only DenseNet-121 right 20, only ResNet-50 right 12"
+
+
+def test_paths_outside_the_repository_are_shown_relative_to_it_too():
+    assert shown_parameters({"data_dir": str(REPO_ROOT.parent / "shared" / "data")}) == {"data_dir": "../shared/data"}
+
+
+def test_disagreement_table_names_models_and_classes():
+    disagree = pd.DataFrame({"path": ["/x/test/NORMAL/a.jpeg"], "label": ["NORMAL"], "prob_resnet50": [0.2],
+                             "prob_densenet121": [0.7], "correct": ["resnet50"]})
+    shown = discussion.disagreement_table(disagree, [fake_run("resnet50", 1, 0), fake_run("densenet121", 1, 0)])
+    assert list(shown.columns) == ["image", "true class", "P(PNEUMONIA), ResNet-50", "P(PNEUMONIA), DenseNet-121",
+                                   "right"]
+    assert shown.iloc[0].tolist() == ["a.jpeg", "NORMAL", 0.2, 0.7, "ResNet-50"]

@@ -1,0 +1,172 @@
+"""Seed-level aggregation on fabricated runs whose metrics can be checked by hand."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from scipy.stats import wilcoxon
+
+from cxrlib import compare, evaluate, study
+
+# Test rows: 5 NORMAL and 5 PNEUMONIA. A run with m "missed" positives scores them below every negative, so at
+# the fixed threshold 0.5 its accuracy is (10 - m) / 10 and its ROC-AUC is 1 - m / 5.
+NEGATIVES = [0.10, 0.20, 0.30, 0.40, 0.45]
+POSITIVES = [0.95, 0.90, 0.80, 0.70, 0.60]
+MISSED = {"resnet50": {1: 0, 2: 1, 3: 2}, "densenet121": {1: 1, 2: 1, 3: 3}}
+T_975_2DF = 4.302652729911275  # the 97.5th percentile of Student's t with 2 degrees of freedom (tables)
+
+
+def fake_run(arch: str, seed: int, missed: int) -> compare.Run:
+    """A run of ``arch`` for ``seed``: overlapping validation rows that shift with the seed, test rows missing
+    ``missed`` positives."""
+    positives = [0.01 * (k + 1) for k in range(missed)] + POSITIVES[missed:]
+    val_probs = np.r_[np.linspace(0.05, 0.6, 8), np.linspace(0.4, 0.98, 8) - 0.01 * seed]
+    rows = [("val", 0, f"v{i}", p) for i, p in enumerate(val_probs[:8])]
+    rows += [("val", 1, f"v{8 + i}", p) for i, p in enumerate(val_probs[8:])]
+    rows += [("test", 0, f"n{i}", p) for i, p in enumerate(NEGATIVES)]
+    rows += [("test", 1, f"p{i}", p) for i, p in enumerate(positives)]
+    predictions = pd.DataFrame([{"path": f"/data/{subset}/{'PNEUMONIA' if target else 'NORMAL'}/{name}.jpeg",
+                                 "subset": subset, "label": "PNEUMONIA" if target else "NORMAL", "target": target,
+                                 "patient_id": name, "prob": prob} for subset, target, name, prob in rows])
+    return compare.Run(name=f"{arch}-seed{seed}", arch=arch, info={"seed": seed}, predictions=predictions,
+                       threshold=0.5, threshold_info={"policy": "fixed", "value": 0.5})
+
+
+@pytest.fixture
+def runs():
+    return [fake_run(arch, seed, missed) for arch, by_seed in MISSED.items() for seed, missed in by_seed.items()]
+
+
+def test_seed_metrics_chooses_every_policy_on_each_runs_validation_rows(runs):
+    per_seed = study.seed_metrics(runs, primary="fixed")
+    assert len(per_seed) == 2 * 3 * len(evaluate.THRESHOLD_POLICIES)
+    assert list(per_seed["policy"].unique()) == ["fixed", "youden_midpoint", "youden", "sensitivity"]
+    assert (per_seed["is_primary"] == (per_seed["policy"] == "fixed")).all()
+    fixed = per_seed[per_seed["policy"] == "fixed"].set_index(["model", "seed"])
+    for model, by_seed in MISSED.items():
+        for seed, m in by_seed.items():
+            assert fixed.loc[(model, seed), "accuracy"] == pytest.approx((10 - m) / 10)
+            assert fixed.loc[(model, seed), "roc_auc"] == pytest.approx(1 - m / 5)
+            assert fixed.loc[(model, seed), "sensitivity"] == pytest.approx((5 - m) / 5)
+            assert fixed.loc[(model, seed), "specificity"] == 1
+    run = runs[4]  # densenet121, seed 2
+    youden = per_seed.set_index(["model", "seed", "policy"]).loc[("densenet121", 2, "youden")]
+    assert youden["threshold"] == evaluate.choose_threshold(run.val["target"], run.val["prob"], "youden")
+    assert youden["accuracy"] == pytest.approx(evaluate.compute_metrics(run.test["target"], run.test["prob"],
+                                                                        youden["threshold"])["accuracy"])
+
+
+def test_seed_metrics_passes_policy_parameters(runs):
+    per_seed = study.seed_metrics(runs, "fixed", ("fixed", "sensitivity"), fixed_threshold=0.35,
+                                  target_sensitivity=0.5)
+    assert (per_seed.loc[per_seed["policy"] == "fixed", "threshold"] == 0.35).all()
+    run = runs[0]
+    expected = evaluate.choose_threshold(run.val["target"], run.val["prob"], "sensitivity", target_sensitivity=0.5)
+    assert per_seed.loc[1, "threshold"] == expected
+
+
+def test_summary_gives_hand_checkable_means_sds_and_ranges(runs):
+    summary = study.summarise_seeds(study.seed_metrics(runs, "fixed")).set_index(["model", "policy", "metric"])
+    resnet_accuracy = summary.loc[("resnet50", "fixed", "accuracy")]  # 1.0, 0.9, 0.8
+    assert resnet_accuracy["n_seeds"] == 3
+    assert resnet_accuracy["mean"] == pytest.approx(0.9) and resnet_accuracy["sd"] == pytest.approx(0.1)
+    assert (resnet_accuracy["min"], resnet_accuracy["max"]) == pytest.approx((0.8, 1.0))
+    densenet_auc = summary.loc[("densenet121", "fixed", "roc_auc")]  # 0.8, 0.8, 0.4
+    assert densenet_auc["mean"] == pytest.approx(2 / 3)
+    assert densenet_auc["sd"] == pytest.approx(np.sqrt(((2 * (0.8 - 2 / 3) ** 2) + (0.4 - 2 / 3) ** 2) / 2))
+    assert summary.loc[("resnet50", "fixed", "threshold"), "sd"] == 0
+    assert summary.loc[("resnet50", "fixed", "threshold"), "is_primary"]
+
+
+def test_paired_seed_differences_and_their_t_interval_match_a_hand_computation(runs):
+    per_seed = study.seed_metrics(runs, "fixed")
+    differences = study.seed_differences(per_seed, reference="densenet121", policy="fixed")
+    accuracy = differences[differences["metric"] == "accuracy"]
+    assert list(accuracy["seed"]) == [1, 2, 3] and (accuracy["model"] == "resnet50").all()
+    np.testing.assert_allclose(accuracy["difference"], [0.1, 0.0, 0.1])
+    summary = study.summarise_differences(differences).set_index("metric")
+    row = summary.loc["accuracy"]
+    mean, sd = 0.2 / 3, np.sqrt(((0.1 - 0.2 / 3) ** 2 * 2 + (0.2 / 3) ** 2) / 2)
+    half_width = T_975_2DF * sd / np.sqrt(3)
+    assert row["mean_difference"] == pytest.approx(mean) and row["sd_difference"] == pytest.approx(sd)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((mean - half_width, mean + half_width))
+    # Sign test: 2 seeds favour resnet50, 1 tie (dropped) -> p = 2 * 0.5**2 = 0.5, also the smallest attainable.
+    assert (row["n_model_better"], row["n_reference_better"]) == (2, 0)
+    assert row["sign_test_p"] == pytest.approx(0.5) and row["min_attainable_p"] == pytest.approx(0.5)
+    # Wilcoxon: the tie is dropped too; 2 positive differences -> p = 2 * 0.5**2 = 0.5.
+    assert row["wilcoxon_p"] == pytest.approx(0.5) and row["wilcoxon_min_attainable_p"] == pytest.approx(0.5)
+    auc = summary.loc["roc_auc"]  # differences 0.2, 0.0, 0.2 in AUC
+    assert auc["mean_difference"] == pytest.approx(0.4 / 3)
+
+
+def test_seed_ensembles_average_each_seeds_models_and_choose_their_own_threshold(runs):
+    with_ensembles = study.add_seed_ensembles(runs)
+    ensembles = with_ensembles[len(runs):]
+    assert [study.seed_of(run) for run in ensembles] == [1, 2, 3]
+    assert all(study.model_of(run) == "ensemble" for run in ensembles)
+    first = ensembles[0]
+    np.testing.assert_allclose(first.test["prob"], (runs[0].test["prob"] + runs[3].test["prob"]) / 2)
+    per_seed = study.seed_metrics(with_ensembles, "youden").set_index(["model", "seed", "policy"])
+    row = per_seed.loc[("ensemble", 1, "youden")]
+    assert row["threshold"] == evaluate.choose_threshold(first.val["target"], first.val["prob"], "youden")
+    # At 0.5 the seed-2 ensemble misses the one positive both models score 0.01: accuracy 0.9.
+    assert per_seed.loc[("ensemble", 2, "fixed"), "accuracy"] == pytest.approx(0.9)
+
+
+def test_seed_study_collects_every_table_with_the_ensemble_compared_to_the_reference(runs):
+    tables = study.seed_study(runs, primary="fixed", reference="densenet121")
+    assert set(tables) == {"per_seed", "summary", "differences", "difference_summary"}
+    assert set(tables["difference_summary"]["model"]) == {"resnet50", "ensemble"}
+    assert (tables["difference_summary"]["policy"] == "fixed").all()
+
+
+def test_one_seed_leaves_sds_and_intervals_undefined(runs):
+    per_seed = study.seed_metrics(runs[:1] + runs[3:4], "fixed")
+    summary = study.summarise_seeds(per_seed)
+    assert summary["sd"].isna().all() and (summary["n_seeds"] == 1).all()
+    differences = study.summarise_differences(study.seed_differences(per_seed, "densenet121", "fixed"))
+    assert differences[["sd_difference", "ci_low", "ci_high"]].isna().all().all()
+    assert differences.set_index("metric").loc["accuracy", "min_attainable_p"] == 1.0
+    assert differences[["wilcoxon_p", "wilcoxon_min_attainable_p"]].isna().all().all()
+
+
+def difference_rows(values) -> pd.DataFrame:
+    """seed_differences-style rows of one comparison with the given per-seed differences."""
+    return pd.DataFrame({"model": "densenet121", "reference": "resnet50", "policy": "fixed", "metric": "roc_auc",
+                         "seed": range(1, len(values) + 1), "difference": values})
+
+
+@pytest.mark.parametrize("values, expected_p, expected_floor, sign_p", [
+    # All 5 positive: only the all-positive and all-negative sign patterns are as extreme -> 2 / 2**5.
+    ([0.1, 0.2, 0.3, 0.4, 0.5], 2 / 32, 2 / 32, 2 / 32),
+    # Ranks 1..5, the negative has rank 2: sign patterns with a negative rank sum <= 2 are {}, {1}, {2} -> 2 * 3 / 32.
+    ([0.1, -0.2, 0.3, 0.4, 0.5], 6 / 32, 2 / 32, 0.375),
+    # 1e-13 is a tie (dropped); 0.8 - 0.7 and 0.3 - 0.2 differ only by float noise, so they share mid-rank 1.5
+    # (0.3, 0.3 share 3.5): negative rank sum 1.5, patterns {}, {1.5}, {1.5'} -> 6 / 32 from the exact permutation.
+    ([0.8 - 0.7, -(0.3 - 0.2), 0.3, 0.3, 0.5, 1e-13], 6 / 32, 2 / 32, 0.375),
+])
+def test_wilcoxon_signed_rank_matches_a_hand_computation(values, expected_p, expected_floor, sign_p):
+    row = study.summarise_differences(difference_rows(values)).iloc[0]
+    assert row["wilcoxon_p"] == pytest.approx(expected_p)
+    assert row["wilcoxon_min_attainable_p"] == pytest.approx(expected_floor)
+    assert row["sign_test_p"] == pytest.approx(sign_p)  # the sign test stays beside it
+    cleaned = [value for value in np.round(values, 12) if value != 0]
+    assert row["wilcoxon_p"] == pytest.approx(wilcoxon(cleaned).pvalue)
+
+
+def test_wilcoxon_is_undefined_without_a_nonzero_difference():
+    row = study.summarise_differences(difference_rows([0.0, 1e-13, -1e-13])).iloc[0]
+    assert np.isnan(row["wilcoxon_p"]) and np.isnan(row["wilcoxon_min_attainable_p"])
+    assert row["sign_test_p"] == 1.0
+
+
+@pytest.mark.parametrize("bad_call, message", [
+    (lambda runs: study.seed_metrics(runs + runs[:1], "fixed"), r"seed 1 has more than one run of \['resnet50'\]"),
+    (lambda runs: study.seed_metrics(runs, "f1"), "primary policy 'f1' is not among the policies"),
+    (lambda runs: study.seed_metrics(runs, "fixed", delta=1.5), "delta=1.5"),
+    (lambda runs: study.seed_differences(study.seed_metrics(runs, "fixed"), "vgg16", "fixed"), "vgg16"),
+    (lambda runs: study.seed_metrics([compare.Run("x", "resnet50", {}, runs[0].predictions, 0.5)], "fixed"),
+     "run 'x' records no seed"),
+])
+def test_bad_input_is_rejected_with_a_clear_message(runs, bad_call, message):
+    with pytest.raises(ValueError, match=message):
+        bad_call(runs)
