@@ -41,19 +41,27 @@ def _patient_names(label: str, count: int, start: int) -> list[str]:
     return names
 
 
-def write_tree(root: Path, per_class: dict[str, int] | None = None, size: int = 40, seed: int = 0) -> Path:
-    """Write a tiny Kaggle-layout tree of grayscale JPEGs; PNEUMONIA images carry a bright blob."""
+def blob_image(rng: np.random.Generator, target: int, size: int = 40) -> np.ndarray:
+    """Grayscale noise; PNEUMONIA (target 1) images carry a bright blob, so a model can learn the label."""
+    pixels = rng.integers(0, 120, size=(size, size + 4), dtype=np.uint8)
+    if target:
+        pixels[size // 4 : size // 2, size // 4 : size // 2] = 250
+    return pixels
+
+
+def write_tree(root: Path, per_class: dict[str, int] | None = None, size: int = 40, seed: int = 0,
+               image_of=None) -> Path:
+    """Write a tiny Kaggle-layout tree of grayscale JPEGs, each made by ``image_of(rng, target)`` (default:
+    ``blob_image`` of ``size``)."""
     per_class = per_class or {"train": 12, "val": 2, "test": 4}
+    image_of = image_of or (lambda rng, target: blob_image(rng, target, size))
     rng = np.random.default_rng(seed)
     for split, count in per_class.items():
         for target, label in enumerate(LABELS):
             folder = root / split / label
             folder.mkdir(parents=True, exist_ok=True)
             for name in _patient_names(label, count, start=1):
-                pixels = rng.integers(0, 120, size=(size, size + 4), dtype=np.uint8)
-                if target:
-                    pixels[size // 4 : size // 2, size // 4 : size // 2] = 250
-                Image.fromarray(pixels, mode="L").save(folder / name, quality=90)
+                Image.fromarray(image_of(rng, target), mode="L").save(folder / name, quality=90)
     return root
 
 

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
 
-from conftest import LABELS, _patient_names
+from conftest import LABELS, write_tree
 from cxrlib import data, plots
 from cxrlib.data import audit
 
@@ -31,16 +30,11 @@ def varied_sizes(count: int, start: int = 300) -> list[tuple[int, int]]:
 
 def write_sized_tree(root: Path, per_class: dict[str, int], size_of, seed: int = 0) -> Path:
     """A Kaggle-layout tree whose pixels are alike noise in both classes; only ``size_of(rng, target)`` may differ."""
-    rng = np.random.default_rng(seed)
-    for split, count in per_class.items():
-        for target, label in enumerate(LABELS):
-            folder = root / split / label
-            folder.mkdir(parents=True, exist_ok=True)
-            for name in _patient_names(label, count, start=1):
-                width, height = size_of(rng, target)
-                pixels = rng.integers(0, 255, size=(height, width), dtype=np.uint8)
-                Image.fromarray(pixels, mode="L").save(folder / name, quality=90)
-    return root
+    def noise_of_size(rng, target):
+        width, height = size_of(rng, target)
+        return rng.integers(0, 255, size=(height, width), dtype=np.uint8)
+
+    return write_tree(root, per_class, seed=seed, image_of=noise_of_size)
 
 
 # --- geometry groups ---------------------------------------------------------------------------------

@@ -5,12 +5,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import compare, data, params, study
+from cxrlib import compare, params, study
 from cxrlib.contract import REPO_ROOT
 from cxrlib.report import discussion
 from cxrlib.report.format import (epoch_number, mean_sd_range, model_title, number, p_value, readable,
                                   with_interval)
-from cxrlib.report.training import replicate_frame, shown_parameters
+from cxrlib.report.training import shown_parameters
 
 MISSED = {"resnet50": {1: 0, 2: 1, 3: 2}, "densenet121": {1: 1, 2: 1, 3: 3}}
 
@@ -76,16 +76,6 @@ def test_replicates_draw_their_split_from_their_own_seed_unless_split_seed_is_se
     assert params.replicate_seeds({"seeds": [3, 5], "split_seed": 9}) == [(3, 9), (5, 9)]
     values = params.train_config_values({name: 0 for name in params.TRAIN_CONFIG_PARAMETERS}, seed=3, split_seed=9)
     assert values["seed"] == 3 and values["split_seed"] == 9
-
-
-def test_the_split_depends_on_the_split_seed_only(image_tree):
-    images = data.scan_dataset(image_tree).images
-    settings = {"val_fraction": 0.25, "subsample_per_class": 4}
-    first = replicate_frame(data.DatasetIndex(image_tree, images, None, None, "x"), settings, split_seed=1)
-    again = replicate_frame(data.DatasetIndex(image_tree, images, None, None, "x"), settings, split_seed=1)
-    other = replicate_frame(data.DatasetIndex(image_tree, images, None, None, "x"), settings, split_seed=2)
-    assert data.split_fingerprint(first) == data.split_fingerprint(again)
-    assert data.split_fingerprint(first) != data.split_fingerprint(other)
 
 
 @pytest.mark.parametrize("value, problem", [([], "non-empty list"), ([1, 1], "repeats a seed"), (3, "non-empty list"),
@@ -156,3 +146,14 @@ def test_disagreement_table_names_models_and_classes():
     assert list(shown.columns) == ["image", "true class", "P(PNEUMONIA), ResNet-50", "P(PNEUMONIA), DenseNet-121",
                                    "right"]
     assert shown.iloc[0].tolist() == ["a.jpeg", "NORMAL", 0.2, 0.7, "ResNet-50"]
+
+
+@pytest.mark.parametrize("profile, command", [("cpu", "--profile cpu --only 02"), ("interactive", "--profile smoke")])
+def test_comparison_without_runs_names_a_command_that_works(tmp_path, profile, command):
+    from cxrlib.report import comparison
+
+    namespace = {"profile": profile, "data_dir": None, "runs_dir": str(tmp_path), "report_dir": str(tmp_path),
+                 "threshold_policy": "fixed", "youden_delta": 0.02, "target_sensitivity": 0.95, "focus_seed": None,
+                 "n_boot": 10, "n_examples": 1, "seed": 1}
+    with pytest.raises(FileNotFoundError, match=f"./run_all.sh {command}"):
+        comparison.setup(namespace)

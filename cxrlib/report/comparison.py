@@ -14,7 +14,7 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from cxrlib import compare, data, explain, models, plots, runtime, study
-from cxrlib.contract import ARCHS, MODEL_FILE, THRESHOLD_POLICIES, replicate_dir, repo_relative
+from cxrlib.contract import ARCHS, MODEL_FILE, PROFILES_DIR, replicate_dir, repo_relative
 from cxrlib.data import audit
 from cxrlib.params import notebook_parameters
 from cxrlib.report import discussion
@@ -60,6 +60,11 @@ def setup(namespace: dict) -> ComparisonSetup:
     """Check parameters, load and check every run record, merge duplicates, add the per-seed ensembles."""
     params = notebook_parameters(namespace, "compare")
     records = Path(params["report_dir"]) / "runs"
+    if not records.is_dir() or not compare.find_run_dirs(records):
+        profile = params["profile"] if (PROFILES_DIR / f"{params['profile']}.yaml").is_file() else "smoke"
+        raise FileNotFoundError(f"no run records in {repo_relative(records)}: train the models first, e.g. "
+                                f"./run_all.sh --profile {profile} --only 02 --only 03 (or run notebooks 2 and 3 "
+                                "with this report_dir)")
     runs = compare.load_runs(records)
     index = data.scan_dataset(data.locate_data(params["data_dir"]))
     runs, dropped = compare.merge_duplicates(runs, index.images)
