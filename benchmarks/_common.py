@@ -9,10 +9,12 @@ import time
 import numpy as np
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-REPORT_PATH = REPO_ROOT / "reports" / "benchmarks.md"
-sys.path.insert(0, str(REPO_ROOT))
-DATA_DIR = Path(os.environ.get("CXR_DATA_DIR", REPO_ROOT.parent / "shared" / "data" / "chest_xray"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
+
+from cxrlib.contract import REPO_ROOT, REPORTS_DIR, configured_data_dir  # noqa: E402
+
+REPORT_PATH = REPORTS_DIR / "benchmarks.md"
+DATA_DIR = configured_data_dir()
 
 
 def machine_line() -> str:

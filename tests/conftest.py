@@ -11,18 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from cxrlib.contract import REPO_ROOT, configured_data_dir
+
 LABELS = ("NORMAL", "PNEUMONIA")
-
-
-def real_data_path() -> Path:
-    """The real Kaggle-layout data set: CXR_DATA_DIR, else ../shared/data/chest_xray beside the repo."""
-    return Path(os.environ.get("CXR_DATA_DIR", REPO_ROOT.parent / "shared" / "data" / "chest_xray"))
 
 
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
-    path = real_data_path()
+    path = configured_data_dir()
     if not (path / "train").is_dir():
         pytest.skip(f"real data set not found at {path} (set CXR_DATA_DIR)")
     return path
@@ -101,7 +97,7 @@ class SmokeRun:
 def smoke_result(tmp_path_factory) -> SmokeRun:
     """``python -m cxrlib.runner --profile smoke`` into a tmp dir, on the real data (or a generated tree)."""
     tmp = tmp_path_factory.mktemp("smoke")
-    data_dir = real_data_path()
+    data_dir = configured_data_dir()
     if not (data_dir / "train").is_dir():
         data_dir = write_tree(tmp / "chest_xray", {"train": 30, "val": 4, "test": 12})
     started = time.perf_counter()

@@ -2,11 +2,10 @@
 and CI runs exactly the README's test command."""
 import re
 import tomllib
-from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+from cxrlib.contract import REPO_ROOT as ROOT
 
 
 def _pins(requirements: list[str]) -> dict[str, str]:

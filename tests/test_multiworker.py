@@ -12,7 +12,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import REPO_ROOT, write_tree
+from conftest import write_tree
+
+from cxrlib.contract import REPO_ROOT
 
 from cxrlib import data
 from cxrlib.contract import LAST_WEIGHTS_FILE, MODEL_FILE, PREDICTION_COLUMNS, RECORD_FILES, STATE_FILE

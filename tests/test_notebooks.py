@@ -13,12 +13,11 @@ import yaml
 from papermill.exceptions import PapermillExecutionError
 
 from cxrlib.backbones import BACKBONES
-from cxrlib.contract import RECORD_FILES, THRESHOLD_POLICIES, replicate_dir
+from cxrlib.contract import REPO_ROOT, RECORD_FILES, THRESHOLD_POLICIES, replicate_dir
 from cxrlib.report.format import mean_sd_range
 from cxrlib.params import NOTEBOOK_PARAMETERS, TRAIN_CONFIG_PARAMETERS
 from cxrlib.runner import KERNEL_NAME, RUNNER_SET
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
 TRAIN_NOTEBOOKS = [nb for nb in NOTEBOOKS if "_train_" in nb.name]
 EXPECTED = ["01_data_exploration", "02_train_resnet50", "03_train_densenet121", "04_compare_models"]

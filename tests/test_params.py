@@ -1,12 +1,13 @@
 """Parameter validation: every committed profile passes; bad values fail with a message that says the fix."""
-from pathlib import Path
 
 import pytest
 import yaml
 
+from cxrlib.contract import PROFILES_DIR
+
 from cxrlib.params import NOTEBOOK_PARAMETERS, PARAMETERS, ParameterError, check, notebook_parameters, source_of
 
-PROFILES = sorted((Path(__file__).resolve().parents[1] / "profiles").glob("*.yaml"))
+PROFILES = sorted(PROFILES_DIR.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)

@@ -157,3 +157,14 @@ def test_comparison_without_runs_names_a_command_that_works(tmp_path, profile, c
                  "n_boot": 10, "n_examples": 1, "seed": 1}
     with pytest.raises(FileNotFoundError, match=f"./run_all.sh {command}"):
         comparison.setup(namespace)
+
+
+def test_seed_pair_row_names_the_level_of_each_test(runs):
+    from cxrlib import compare
+
+    densenet, resnet = runs[3], runs[0]  # seed 1 of each
+    pair = compare.compare_pair(densenet, resnet, n_boot=50, seed=0)
+    row = discussion.seed_pair_row(1, pair, "DenseNet-121", "ResNet-50")
+    assert row["seed"] == 1 and row["comparison"] == "DenseNet-121 − ResNet-50"
+    assert row["accuracy difference (patient 95% CI)"].startswith("-0.1000 (")
+    assert set(row) >= {"image-level DeLong p", "image-level McNemar p"}

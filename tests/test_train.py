@@ -13,10 +13,10 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT, write_tree
+from conftest import write_tree
 
 from cxrlib import data, evaluate, fastops, models
-from cxrlib.contract import LAST_WEIGHTS_FILE, MODEL_FILE, PREDICTION_COLUMNS, STATE_FILE
+from cxrlib.contract import LAST_WEIGHTS_FILE, MODEL_FILE, PREDICTION_COLUMNS, REPO_ROOT, STATE_FILE
 from cxrlib.params import ParameterError
 from cxrlib.train import Phase, TrainConfig, callbacks, phases, rundir, train
 

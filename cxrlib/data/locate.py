@@ -9,9 +9,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-DATA_ENV_VAR = "CXR_DATA_DIR"
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_DATA_DIR = REPO_ROOT / "data" / "chest_xray"
+from cxrlib.contract import DATA_ENV_VAR, DEFAULT_DATA_DIR
 KAGGLE_HANDLE = "paultimothymooney/chest-xray-pneumonia"
 # ChestXRay2017.zip of Kermany et al. (Mendeley Data doi:10.17632/rscbjbr9sj.2): train/test only, no val.
 MENDELEY_URL = (

@@ -108,10 +108,10 @@ def plot_intensity_histograms(images: pd.DataFrame, n_per_class: int = 100, imag
     sample = sample_per_class(images, n_per_class, seed)
     figure, axes = new_figure(size=(6.0, 3.5))
     ax = axes[0, 0]
-    for label, group in sample.groupby("label"):
+    for class_name, group in sample.groupby("label"):
         values = np.concatenate([loader(path, image_size)[..., 0].ravel() for path in group["path"]])
-        ax.hist(values, bins=64, range=(0, 255), density=True, histtype="step", lw=1.5, color=CLASS_COLORS[label],
-                label=f"{label} (mean {values.mean():.0f})")
+        ax.hist(values, bins=64, range=(0, 255), density=True, histtype="step", lw=1.5,
+                color=CLASS_COLORS[class_name], label=f"{class_name} (mean {values.mean():.0f})")
     per_class = len(sample) // sample["label"].nunique()
     ax.set(title=f"Pixel intensities: {per_class} images per class at {image_size}x{image_size}",
            xlabel="pixel value", ylabel="density", xlim=(0, 255))

@@ -127,10 +127,17 @@ def per_seed_section(setup: ComparisonSetup) -> None:
 
 
 def differences_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> None:
-    """Per-seed paired differences to the reference model, their t-interval and sign test across seeds."""
+    """Paired differences to the reference model across seeds (t-interval, Wilcoxon, sign test), then each seed's
+    own paired tests (image-level McNemar and DeLong, patient-bootstrap intervals)."""
     display(readable(discussion.difference_table(tables["difference_summary"])))
-    per_seed = tables["differences"].pivot_table(index=["model", "seed"], columns="metric", values="difference")
-    display(readable(per_seed.reset_index(), digits=4))
+    rows = []
+    for seed, seed_runs in study.runs_by_seed(setup.runs).items():
+        reference = next(run for run in seed_runs if run.arch == setup.reference)
+        for run in seed_runs:
+            if run.arch in ARCHS and run is not reference:
+                pair = compare.compare_pair(run, reference, n_boot=setup.params["n_boot"], seed=setup.params["seed"])
+                rows.append(discussion.seed_pair_row(seed, pair, model_title(run.name), model_title(reference.name)))
+    display(readable(pd.DataFrame(rows), digits=4))
 
 
 def sensitivity_section(tables: dict[str, pd.DataFrame]) -> None:

@@ -59,6 +59,19 @@ def pair_table(pair: pd.DataFrame, name_a: str, name_b: str) -> pd.DataFrame:
                          "p-value": pair["p_value"].map(p_value), "note": notes})
 
 
+def seed_pair_row(seed: int, pair: pd.DataFrame, name_a: str, name_b: str) -> dict:
+    """One seed's compare.compare_pair rows as one line: differences with patient-bootstrap CIs, image-level p-values."""
+    rows = pair.set_index("test")
+    boot = {metric: rows.loc[f"paired patient bootstrap ({metric})"] for metric in ("accuracy", "roc_auc")}
+    return {"seed": seed, "comparison": f"{name_a} − {name_b}",
+            "ROC-AUC difference (patient 95% CI)": with_interval(*boot["roc_auc"][["difference", "ci_low", "ci_high"]], 4),
+            "image-level DeLong p": p_value(rows.loc["image-level DeLong (ROC-AUC)", "p_value"]),
+            "accuracy difference (patient 95% CI)": with_interval(*boot["accuracy"][["difference", "ci_low", "ci_high"]],
+                                                                  4),
+            "image-level McNemar p": p_value(rows.loc["image-level McNemar exact (accuracy at chosen thresholds)",
+                                                      "p_value"])}
+
+
 def randomised_sources(runs: Sequence[compare.Run]) -> str:
     """What varied between the replicates: the patient split, training, or both (from run.json)."""
     trained = [run for run in runs if run.arch != "ensemble"]
