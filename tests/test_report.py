@@ -46,6 +46,7 @@ def test_undefined_values_show_as_a_dash_never_nan():
     assert number(float("nan")) == "–" and number(None) == "–" and number(0.91234) == "0.912"
     assert with_interval(0.9, float("nan"), 0.95) == "0.900"
     assert with_interval(0.9, 0.85, 0.95) == "0.900 (0.850–0.950)"
+    assert with_interval(-0.011, -0.02, -0.002) == "-0.011 (-0.020 to -0.002)"
     assert mean_sd_range(0.9, float("nan"), 0.9, 0.9) == "0.900"
     assert mean_sd_range(0.9, 0.01, 0.88, 0.91) == "0.900 ± 0.010 (0.880–0.910)"
     assert p_value(0.0004) == "< 0.001" and p_value(0.0625) == "0.062" and p_value(float("nan")) == "–"

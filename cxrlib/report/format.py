@@ -42,14 +42,16 @@ def with_interval(value, low, high, digits: int = 3) -> str:
     """``0.912 (0.889–0.934)``; the bare value when the interval is undefined."""
     if is_missing(low) or is_missing(high):
         return number(value, digits)
-    return f"{number(value, digits)} ({number(low, digits)}–{number(high, digits)})"
+    separator = " to " if low < 0 else "–"  # "-0.020–-0.002" would read as a subtraction
+    return f"{number(value, digits)} ({number(low, digits)}{separator}{number(high, digits)})"
 
 
 def mean_sd_range(mean, sd, low, high, digits: int = 3) -> str:
     """``0.912 ± 0.010 (0.901–0.925)`` across seeds; a single value when there is one seed (no SD)."""
     if is_missing(sd):
         return number(mean, digits)
-    return f"{number(mean, digits)} ± {number(sd, digits)} ({number(low, digits)}–{number(high, digits)})"
+    separator = " to " if low < 0 else "–"
+    return f"{number(mean, digits)} ± {number(sd, digits)} ({number(low, digits)}{separator}{number(high, digits)})"
 
 
 def p_value(value) -> str:

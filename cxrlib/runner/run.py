@@ -71,12 +71,14 @@ def publish(work: Path, record: dict, replacements: dict[str, str], description:
 
 
 def announce(name: str, profile_file: Path, count: int, machine: Machine, report_dir: Path, runs: Path,
-             note: str, retrain: bool) -> None:
+             note: str, retrain: bool, only: list[str] | None = None) -> None:
     """Say before anything runs: why this profile, how many notebooks, how long, where everything goes."""
     if note:
         log.info(note)
-    log.info(f"profile {name} ({repo_relative(profile_file)}): {count} notebook(s); "
-             f"expected duration {expected_duration(profile_file, machine)}")
+    duration = expected_duration(profile_file, machine)
+    log.info(f"profile {name} ({repo_relative(profile_file)}): {count} notebook(s); " +
+             (f"expected duration {duration}" if only is None else f"the whole profile takes {duration}; "
+              "this run executes only the notebooks chosen with --only"))
     log.info(f"reports -> {repo_relative(report_dir)} (complete log: {LOG_FILE} there); runs -> {repo_relative(runs)}"
              + (" (the previous ones moved aside: --retrain)" if retrain else ""))
 
@@ -114,7 +116,7 @@ def run_profile(profile: str, only: list[str] | None = None, reports_dir: Path =
     staging, guard, clock, failure = ReportStaging(report_dir), RetrainGuard(runs), time.perf_counter(), None
     work = staging.begin()
     with run_log(work / LOG_FILE):
-        announce(name, profile_file, len(notebooks), machine, report_dir, runs, note, retrain)
+        announce(name, profile_file, len(notebooks), machine, report_dir, runs, note, retrain, only)
         if retrain:
             guard.begin()
         else:
