@@ -75,7 +75,10 @@ def epoch_number(zero_based) -> int | str:
 
 
 def readable(frame: pd.DataFrame, digits: int = 3) -> pd.io.formats.style.Styler:
-    """A table for readers: known column names spelled out, no index, numbers rounded, blanks as dashes."""
+    """A table for readers: known column names spelled out, a meaningful index shown as columns (a plain row
+    number hidden), numbers rounded, blanks as dashes."""
+    if not isinstance(frame.index, pd.RangeIndex):
+        frame = frame.reset_index(names=[name or "" for name in frame.index.names])
     shown = frame.rename(columns=lambda column: NAMES.get(column, str(column).replace("_", " ")))
     if "model" in shown:
         shown = shown.assign(model=shown["model"].map(model_title))
