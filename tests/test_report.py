@@ -64,6 +64,13 @@ def test_readable_tables_name_columns_and_models_and_hide_the_index():
     assert model_title("resnet50") == "ResNet-50"
 
 
+def test_readable_shows_a_meaningful_index_once():
+    by_split = pd.DataFrame({"images": [10, 20]}, index=pd.Index(["train", "test"], name="split"))
+    assert "split" in readable(by_split).to_html() and "train" in readable(by_split).to_html()
+    by_model = pd.DataFrame({"model": ["resnet50"], "seeds": [3]}, index=pd.Index(["resnet50"], name="model"))
+    assert readable(by_model).data.columns.tolist() == ["model", "seeds"]
+
+
 def test_shown_parameters_never_print_absolute_paths():
     shown = shown_parameters({"runs_dir": str(REPO_ROOT / "runs" / "cpu"), "data_dir": None, "epochs": 8,
                               "report_dir": str(REPO_ROOT / "reports" / "cpu.staging")})

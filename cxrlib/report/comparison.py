@@ -103,7 +103,8 @@ def study_section(setup: ComparisonSetup) -> dict[str, pd.DataFrame]:
     summary = tables["summary"][tables["summary"]["is_primary"]]
     headline = summary.pivot(index="model", columns="metric", values=["mean", "sd", "min", "max", "n_seeds"])
     headline = headline.reindex(setup.models)
-    comparison = pd.DataFrame({"model": headline.index, "seeds": headline[("n_seeds", "accuracy")].astype(int)})
+    comparison = pd.DataFrame({"model": headline.index,
+                               "seeds": headline[("n_seeds", "accuracy")].astype(int)}).reset_index(drop=True)
     for metric in (*STUDY_COLUMNS, "threshold"):
         for stat in ("mean", "sd", "min", "max"):
             comparison[f"{metric}_{stat}"] = headline[(stat, metric)].to_numpy()

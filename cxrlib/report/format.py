@@ -78,7 +78,9 @@ def readable(frame: pd.DataFrame, digits: int = 3) -> pd.io.formats.style.Styler
     """A table for readers: known column names spelled out, a meaningful index shown as columns (a plain row
     number hidden), numbers rounded, blanks as dashes."""
     if not isinstance(frame.index, pd.RangeIndex):
-        frame = frame.reset_index(names=[name or "" for name in frame.index.names])
+        names = [name or "" for name in frame.index.names]
+        shown_already = bool(set(names) & set(frame.columns))  # e.g. a "model" index beside a "model" column
+        frame = frame.reset_index(drop=True) if shown_already else frame.reset_index(names=names)
     shown = frame.rename(columns=lambda column: NAMES.get(column, str(column).replace("_", " ")))
     if "model" in shown:
         shown = shown.assign(model=shown["model"].map(model_title))
