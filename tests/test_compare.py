@@ -9,6 +9,7 @@ from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
 from cxrlib import bootstrap, compare, evaluate
+from cxrlib.data.index import relpath_from_path
 
 
 def fake_predictions(n_val=40, n_test=80, separation=2.0, seed=0) -> pd.DataFrame:
@@ -273,8 +274,8 @@ def test_merge_duplicates_leaves_val_rows_unless_asked(two_runs):
 
 
 def test_merge_duplicates_matches_windows_and_foreign_absolute_paths():
-    assert compare.data_relpath("C:\\Users\\me\\chest_xray\\test\\NORMAL\\a.jpeg") == "test/NORMAL/a.jpeg"
-    assert compare.data_relpath("/home/other/data/chest_xray/test/PNEUMONIA/b.jpeg") == "test/PNEUMONIA/b.jpeg"
+    assert relpath_from_path("C:\\Users\\me\\chest_xray\\test\\NORMAL\\a.jpeg") == "test/NORMAL/a.jpeg"
+    assert relpath_from_path("/home/other/data/chest_xray/test/PNEUMONIA/b.jpeg") == "test/PNEUMONIA/b.jpeg"
 
 
 def test_merge_duplicates_names_an_image_missing_from_the_index(two_runs):

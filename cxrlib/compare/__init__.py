@@ -16,7 +16,7 @@ One module per job; callers use the names re-exported here (``compare.load_runs`
 - ``tables``: per-run test metrics with CIs, the per-class report and the results table;
 - ``export``: writing a table as CSV, Markdown and HTML.
 """
-from .duplicates import data_relpath, merge_duplicate_rows, merge_duplicates
+from .duplicates import merge_duplicate_rows, merge_duplicates
 from .ensemble import make_ensemble
 from .export import export_table
 from .paired import compare_pair, delong_covariance, delong_test, disagreements, mcnemar_test
@@ -25,7 +25,7 @@ from .tables import CI_COLUMNS, TABLE_NAMES, classification_report, evaluate_run
 
 __all__ = [
     "CI_COLUMNS", "PER_RUN_SETTINGS", "TABLE_NAMES", "Run", "aligned_subset", "classification_report",
-    "compare_pair", "data_relpath", "delong_covariance", "delong_test", "disagreements", "evaluate_run",
+    "compare_pair", "delong_covariance", "delong_test", "disagreements", "evaluate_run",
     "export_table", "find_run_dirs", "load_run", "load_runs", "make_ensemble", "mcnemar_test",
     "merge_duplicate_rows", "merge_duplicates", "results_table", "with_policy",
 ]

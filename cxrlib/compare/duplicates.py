@@ -2,21 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import PurePosixPath
 from typing import Sequence
 
 import pandas as pd
 
+from cxrlib.data.index import relpath_from_path
+
 from .runs import Run
-
-
-def data_relpath(path: str) -> str:
-    """``split/label/file`` of a predicted image's path, matching ``scan_dataset(root).images["relpath"]``.
-
-    predictions.csv may hold absolute paths from another machine (or Windows separators); the last three
-    components identify the image within the data root.
-    """
-    return "/".join(PurePosixPath(str(path).replace("\\", "/")).parts[-3:])
 
 
 def merge_duplicate_rows(predictions: pd.DataFrame, images: pd.DataFrame, subsets: Sequence[str] = ("test",),
@@ -27,13 +19,13 @@ def merge_duplicate_rows(predictions: pd.DataFrame, images: pd.DataFrame, subset
     group's mean, equal to every member's when the model is deterministic. Returns the merged predictions (the
     original row order, contract columns) and the dropped rows (``subset, sha256, path, kept_path``).
     """
-    sha256 = predictions["path"].map(data_relpath).map(images.set_index("relpath")["sha256"])
+    sha256 = predictions["path"].map(relpath_from_path).map(images.set_index("relpath")["sha256"])
     scoped = predictions.assign(sha256=sha256)[predictions["subset"].isin(subsets)]
     unmatched = scoped["sha256"].isna()
     if unmatched.any():
         path = scoped.loc[unmatched, "path"].iloc[0]
         raise ValueError(f"{source}: {unmatched.sum()} predicted images are not in the data index, e.g. {path} "
-                         f"(looked up as {data_relpath(path)!r}); pass scan_dataset(root).images of the data "
+                         f"(looked up as {relpath_from_path(path)!r}); pass scan_dataset(root).images of the data "
                          "the run was evaluated on")
     groups = scoped.sort_values("path").groupby(["subset", "sha256"], sort=False)
     conflicting = groups["target"].nunique() > 1

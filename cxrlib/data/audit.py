@@ -13,13 +13,13 @@ together), so train and test images of one size share a group. Original scans of
 Kaggle download) form a single group, or a few groups if some scanner sizes are that common.
 """
 import os
-import re
 
 import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from cxrlib import bootstrap, evaluate
 
+from .index import relpath_from_path
 from .locate import SPLITS
 
 GROUP_MIN_SHARE = 0.05
@@ -137,11 +137,6 @@ def metadata_baseline_table(images: pd.DataFrame, seed: int = 42, n_boot: int = 
     rows = {name: metadata_baseline(images, features, seed, n_boot) for name, features in FEATURE_SETS.items()}
     table = pd.DataFrame.from_dict(rows, orient="index").drop(columns=["features", "note", "threshold"])
     return table.rename_axis("features")
-
-
-def relpath_from_path(path: str) -> str:
-    """``split/label/file`` from any absolute or relative path, POSIX or Windows (from another machine)."""
-    return "/".join(re.split(r"[\\/]+", str(path))[-3:])
 
 
 def match_predictions(predictions: pd.DataFrame, images: pd.DataFrame, groups: pd.Series) -> pd.DataFrame:

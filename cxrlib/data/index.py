@@ -14,6 +14,12 @@ from PIL import Image
 from .locate import EXPECTED_LAYOUT, LABELS, REQUIRED_SPLITS, SPLITS, DataLayoutError, describe_folder, find_kaggle_root
 
 IMAGE_EXTENSIONS = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff"}
+
+
+def relpath_from_path(path: str) -> str:
+    """The ``relpath`` (``split/label/file``) of any path to an image of the tree, POSIX or Windows, from any
+    machine: predictions.csv may hold another machine's absolute paths; the last three parts identify the image."""
+    return "/".join(re.split(r"[\\/]+", str(path))[-3:])
 IMAGE_COLUMNS = ["path", "relpath", "split", "label", "target", "patient_id", "patient_key", "width", "height", "sha256"]
 # Order matters: the first pattern that matches the file stem gives the patient id.
 PATIENT_PATTERNS = (
