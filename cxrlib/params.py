@@ -219,6 +219,11 @@ def train_config_values(params: dict, seed: int, split_seed: int) -> dict:
     return {**{name: params[name] for name in TRAIN_CONFIG_PARAMETERS}, "seed": seed, "split_seed": split_seed}
 
 
+def policy_kwargs(params: dict) -> dict:
+    """The threshold policies' parameters (``cxrlib.evaluate.choose_threshold`` keywords) as the profile set them."""
+    return {"target_sensitivity": params["target_sensitivity"], "delta": params["youden_delta"]}
+
+
 def replicate_seeds(params: dict) -> list[tuple[int, int]]:
     """(training seed, split seed) of each replicate: ``split_seed`` when set, else the replicate's own seed."""
     return [(seed, seed if params["split_seed"] is None else params["split_seed"]) for seed in params["seeds"]]

@@ -16,7 +16,7 @@ from IPython.display import Markdown, display
 from cxrlib import compare, data, explain, models, plots, runtime, study
 from cxrlib.contract import ARCHS, MODEL_FILE, PROFILES_DIR, replicate_dir, repo_relative
 from cxrlib.data import audit
-from cxrlib.params import notebook_parameters
+from cxrlib.params import notebook_parameters, policy_kwargs
 from cxrlib.report import discussion
 from cxrlib.report.format import POLICY_NAMES, model_title, readable, with_interval
 from cxrlib.report.training import shown_parameters
@@ -39,7 +39,7 @@ class ComparisonSetup:
 
     def policy_kwargs(self) -> dict:
         """The parameters of the threshold policies, as the profile fixed them."""
-        return {"target_sensitivity": self.params["target_sensitivity"], "delta": self.params["youden_delta"]}
+        return policy_kwargs(self.params)
 
     @property
     def models(self) -> list[str]:
@@ -69,8 +69,7 @@ def setup(namespace: dict) -> ComparisonSetup:
     index = data.scan_dataset(data.locate_data(params["data_dir"]))
     runs, dropped = compare.merge_duplicates(runs, index.images)
     with_ensembles = study.add_seed_ensembles(runs)
-    kwargs = {"target_sensitivity": params["target_sensitivity"], "delta": params["youden_delta"]}
-    runs = [compare.with_policy(run, params["threshold_policy"], **kwargs) for run in with_ensembles]
+    runs = [compare.with_policy(run, params["threshold_policy"], **policy_kwargs(params)) for run in with_ensembles]
     seeds = sorted({run.seed for run in runs})
     focus = params["focus_seed"] if params["focus_seed"] is not None else seeds[0]
     if focus not in seeds:

@@ -19,7 +19,7 @@ from IPython.display import Markdown, display
 from cxrlib import bootstrap, compare, data, explain, models, plots, runtime
 from cxrlib.backbones import BACKBONES
 from cxrlib.contract import RECORD_FILES, THRESHOLD_POLICIES, replicate_dir, repo_relative
-from cxrlib.params import notebook_parameters, replicate_seeds, train_config_values
+from cxrlib.params import notebook_parameters, policy_kwargs, replicate_seeds, train_config_values
 from cxrlib.report.format import POLICY_NAMES, epoch_number, number, readable, with_interval
 from cxrlib.train import TrainConfig, train
 
@@ -43,7 +43,7 @@ class TrainingSetup:
 
     def policy_kwargs(self) -> dict:
         """The parameters of the threshold policies, as the profile fixed them."""
-        return {"target_sensitivity": self.params["target_sensitivity"], "delta": self.params["youden_delta"]}
+        return policy_kwargs(self.params)
 
 
 def shown_parameters(params: dict) -> dict:
