@@ -14,6 +14,7 @@ from .backbones import BACKBONES
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 PROFILES_DIR = REPO_ROOT / "profiles"
+SEARCHES_DIR = REPO_ROOT / "searches"  # hyperparameter search declarations (cxrlib.tune)
 REPORTS_DIR = REPO_ROOT / "reports"
 RUNS_DIR = REPO_ROOT / "runs"
 DATA_ENV_VAR = "CXR_DATA_DIR"

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit, logit
 from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score, brier_score_loss,
-                             classification_report, f1_score, precision_recall_fscore_support, precision_score,
-                             recall_score, roc_auc_score, roc_curve)
+                             classification_report, f1_score, log_loss, precision_recall_fscore_support,
+                             precision_score, recall_score, roc_auc_score, roc_curve)
+from sklearn.utils.class_weight import compute_sample_weight
 
 from cxrlib.contract import CLASS_NAMES, THRESHOLD_POLICIES
 
@@ -135,6 +136,16 @@ def expected_calibration_error(y_true, probs, n_bins: int = ECE_BINS) -> float:
     bins = calibration_bins(probs, n_bins)
     gap = np.bincount(bins, weights=y_true - probs, minlength=n_bins)
     return float(np.abs(gap).sum() / len(probs))
+
+
+def balanced_log_loss(y_true, probs) -> float:
+    """Mean log-loss of each class, averaged with equal weight: the proper score for P(PNEUMONIA) at 50% prevalence.
+
+    The models train with balanced class weights, so this is the score their output targets; unlike ROC-AUC it
+    punishes over- and under-confidence. cxrlib.tune minimises it on validation.
+    """
+    y_true, probs = check_binary_inputs(y_true, probs)
+    return float(log_loss(y_true, probs, sample_weight=compute_sample_weight("balanced", y_true), labels=[0, 1]))
 
 
 def predict_labels(probs, threshold: float) -> np.ndarray:

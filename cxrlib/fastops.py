@@ -193,12 +193,16 @@ class FastGradConv2D(keras.layers.Conv2D):
         return _conv_same_stride1(inputs, kernel)
 
 
-def make_optimizer(name: str, learning_rate) -> keras.optimizers.Optimizer:
-    """A Keras optimizer by name ("adam" gives the fused `FusedAdam`) with a rate or schedule."""
+def make_optimizer(name: str, learning_rate, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+    """A Keras optimizer by name ("adam" gives the fused `FusedAdam`) with a rate or schedule.
+
+    `weight_decay` > 0 is Keras' decoupled decay (each step multiplies a weight by 1 - rate x decay, as AdamW).
+    """
+    decay = {"weight_decay": weight_decay} if weight_decay else {}
     if name.lower() == "adam":
-        return FusedAdam(learning_rate=learning_rate)
+        return FusedAdam(learning_rate=learning_rate, **decay)
     optimizer = keras.optimizers.get(name)
-    return optimizer.__class__.from_config({**optimizer.get_config(), "learning_rate": learning_rate})
+    return optimizer.__class__.from_config({**optimizer.get_config(), "learning_rate": learning_rate, **decay})
 
 
 # Keras layer class -> the fastops subclass optimize_for_cpu switches it to.

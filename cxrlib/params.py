@@ -118,6 +118,8 @@ PARAMETERS: dict[str, Param] = {
     "lr_schedule": Param(str, "'cosine': anneal each phase's rate to 0; 'plateau': cut it when validation AUC stalls",
                          choices=LR_SCHEDULES),
     "label_smoothing": Param(float, "binary cross-entropy label smoothing (0: none)", low=0.0, high=0.5),
+    "weight_decay": Param(float, "decoupled weight decay of the optimizer (0: none; each step multiplies a weight "
+                          "by 1 - learning rate x weight_decay, as AdamW)", low=0.0, high=1.0),
     "finetune_epochs": Param(int, "epochs of the optional fine-tuning phase (0: none; needs train_base false)",
                              low=0, high=1000),
     "finetune_learning_rate": Param(float, "learning rate of the fine-tuning phase", low=1e-8, high=1.0),
@@ -127,6 +129,8 @@ PARAMETERS: dict[str, Param] = {
     "head_units": Param(int, "units of the Dense layer of the head (reference: 1024)", low=1, high=65536),
     "dropout": Param(float, "dropout before the output layer", low=0.0, high=0.95),
     "augment": Param(bool, "random rotation, zoom, shift, brightness and contrast jitter during training"),
+    "augment_strength": Param(float, "factor on every augmentation range (1: rotation 10 degrees, zoom 0.15, shift "
+                              "0.1, brightness 0.1, contrast 0.3)", low=0.01, high=3.0),
     "precision": Param(str, "'auto' uses bfloat16 where the hardware supports it",
                        choices=PRECISION_CHOICES),
     "subsample_per_class": Param(int, "images per class and subset (null: all)", low=2, nullable=True),
@@ -156,8 +160,9 @@ PARAMETERS: dict[str, Param] = {
 
 # Parameters passed unchanged to cxrlib.train.TrainConfig (same names there).
 TRAIN_CONFIG_PARAMETERS = (
-    "image_size", "batch_size", "epochs", "learning_rate", "lr_schedule", "label_smoothing", "finetune_epochs",
-    "finetune_learning_rate", "weights", "train_base", "head_units", "dropout", "augment", "precision", "threshold_policy",
+    "image_size", "batch_size", "epochs", "learning_rate", "lr_schedule", "label_smoothing", "weight_decay",
+    "finetune_epochs", "finetune_learning_rate", "weights", "train_base", "head_units", "dropout", "augment",
+    "augment_strength", "precision", "threshold_policy",
     "target_sensitivity", "youden_delta", "verbose",
 )
 TRAIN_PARAMETERS = ("profile", "data_dir", "runs_dir", "report_dir", *TRAIN_CONFIG_PARAMETERS, "seeds", "split_seed",

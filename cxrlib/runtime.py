@@ -6,12 +6,15 @@ TensorFlow and Keras are imported inside the functions that need them, so that t
 import os
 import platform
 import resource
+import subprocess
 import sys
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
 import psutil
+
+from cxrlib.contract import REPO_ROOT
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 BF16_CPU_FLAGS = ("amx_bf16", "avx512_bf16")
@@ -41,6 +44,16 @@ def cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+# The vector extensions that separate this project's CPU kinds (results are deterministic within a kind).
+VECTOR_FLAGS = ("avx512_bf16", "avx512f", "avx2")
+
+
+def cpu_kind() -> str:
+    """The CPU model and its widest vector extension, e.g. 'AMD EPYC (avx512_bf16)': what a record names as 'CPU'."""
+    widest = next((flag for flag in VECTOR_FLAGS if flag in cpu_flags()), "no avx2")
+    return f"{cpu_model()} ({widest})"
 
 
 def gpu_details() -> list[dict]:
@@ -87,6 +100,7 @@ def device_info() -> dict:
     return {
         "platform": platform.platform(),
         "cpu": cpu_model(),
+        "cpu_kind": cpu_kind(),
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "cpu_bf16": sorted(set(BF16_CPU_FLAGS) & cpu_flags()),
@@ -126,3 +140,20 @@ def describe_environment() -> dict:
         "precision": keras.config.dtype_policy().name,
         "peak_memory_mb": peak_memory_mb(),
     }
+
+
+def code_version(repo: Path = REPO_ROOT) -> dict:
+    """The commit the repository is at and whether tracked files differ from it (taken when a run starts)."""
+    def git(*args: str) -> str:  # GIT_OPTIONAL_LOCKS=0: only look, never refresh the repository's index
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30, check=True,
+                              env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"}).stdout.strip()
+    try:
+        return {"commit": git("rev-parse", "--short", "HEAD"),
+                "modified": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": "unknown", "modified": False}
+
+
+def version_text(version: dict) -> str:
+    """``abc1234`` or ``abc1234 (modified)``: the code a run started from."""
+    return version["commit"] + (" (modified)" if version.get("modified") else "")

@@ -65,9 +65,9 @@ def test_the_training_seed_alone_sets_the_initial_weights(tree):
 def test_the_split_seed_alone_sets_the_split(tree):
     index = data.scan_dataset(tree)
     settings = {"val_fraction": 0.25, "subsample_per_class": None}
-    splits = {seed: data.split_fingerprint(training.replicate_frame(index, settings, split))
+    splits = {seed: data.split_fingerprint(data.replicate_frame(index.images, settings, split))
               for seed, split in params.replicate_seeds({"seeds": [1, 2], "split_seed": 3})}
     assert splits[1] == splits[2]  # two training seeds, one split seed: the same split
-    own = {seed: data.split_fingerprint(training.replicate_frame(index, settings, split))
+    own = {seed: data.split_fingerprint(data.replicate_frame(index.images, settings, split))
            for seed, split in params.replicate_seeds({"seeds": [1, 2], "split_seed": None})}
     assert own[1] != own[2]

@@ -26,7 +26,7 @@ from .locate import (
     find_kaggle_root,
     locate_data,
 )
-from .split import assign_subsets, class_weights, split_fingerprint, subsample, subset_counts
+from .split import assign_subsets, class_weights, replicate_frame, split_fingerprint, subsample, subset_counts
 from .summary import (
     describe_image_sizes,
     duplicate_files,
@@ -71,6 +71,7 @@ __all__ = [
     "metadata_baseline_table",
     "patient_id_from_name",
     "patients_per_split",
+    "replicate_frame",
     "sample_per_class",
     "scan_dataset",
     "share_of_patients_with_several_images",

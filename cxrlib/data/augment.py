@@ -15,6 +15,7 @@ ZOOM = 0.15
 SHIFT = 0.1
 BRIGHTNESS = 0.1  # fraction of the 0..255 range
 CONTRAST = 0.3
+MAX_STRENGTH = 3.0  # keeps zoom (0.15 x strength) below 1 and rotation below 180 degrees
 
 
 @keras.saving.register_keras_serializable(package="cxrlib")
@@ -69,16 +70,19 @@ class RandomAffine(keras.layers.Layer):
                 "seed": self.seed}
 
 
-def build_augmenter(seed: int = 42) -> keras.layers.Pipeline:
+def build_augmenter(seed: int = 42, strength: float = 1.0) -> keras.layers.Pipeline:
     """Geometric, brightness and contrast jitter for raw 0..255 images, for use inside tf.data.
 
-    Pinned to float32 so a global mixed-precision policy never changes the pipeline's output dtype.
+    `strength` scales every range (1: the ranges above; a search tunes it). Pinned to float32 so a global
+    mixed-precision policy never changes the pipeline's output dtype.
     """
+    if not 0 < strength <= MAX_STRENGTH:
+        raise ValueError(f"augmentation strength {strength} is outside (0, {MAX_STRENGTH}]; 1 gives the default ranges")
     return keras.layers.Pipeline(
         [
-            RandomAffine(seed=seed, dtype="float32"),
-            keras.layers.RandomBrightness(BRIGHTNESS, value_range=(0, 255), seed=seed + 1, dtype="float32"),
-            keras.layers.RandomContrast(CONTRAST, value_range=(0, 255), seed=seed + 2, dtype="float32"),
+            RandomAffine(ROTATION_DEGREES * strength, ZOOM * strength, SHIFT * strength, seed=seed, dtype="float32"),
+            keras.layers.RandomBrightness(BRIGHTNESS * strength, value_range=(0, 255), seed=seed + 1, dtype="float32"),
+            keras.layers.RandomContrast(CONTRAST * strength, value_range=(0, 255), seed=seed + 2, dtype="float32"),
         ],
         name="augmenter",
     )

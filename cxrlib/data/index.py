@@ -64,18 +64,18 @@ def patient_ids(names: pd.Series) -> pd.Series:
     return parsed.fillna(names.map(lambda name: Path(name).stem))
 
 
-def _class_folders(root: Path) -> list[tuple[str, str, Path]]:
-    """(split, label, folder) for every class folder; clear errors for missing splits or classes."""
-    missing = [split for split in REQUIRED_SPLITS if not (root / split).is_dir()]
+def _class_folders(root: Path, splits: tuple[str, ...] = SPLITS) -> list[tuple[str, str, Path]]:
+    """(split, label, folder) for every class folder of `splits`; clear errors for missing splits or classes."""
+    missing = [split for split in REQUIRED_SPLITS if split in splits and not (root / split).is_dir()]
     if missing:
         raise DataLayoutError(
             f"{root} has no {'/'.join(missing)} folder (found: {describe_folder(root)}); expected {EXPECTED_LAYOUT}."
         )
-    splits = [split for split in SPLITS if (root / split).is_dir()]
-    if "val" not in splits:
+    present = [split for split in splits if (root / split).is_dir()]
+    if "val" in splits and "val" not in present:
         warnings.warn(f"{root} has no val/ folder (the Mendeley release has none); official_val will be empty.")
     folders = []
-    for split in splits:
+    for split in present:
         for label in LABELS:
             folder = root / split / label
             if not folder.is_dir():
@@ -162,10 +162,17 @@ def _check_every_class_readable(images: pd.DataFrame, folders: list[tuple[str, s
             raise DataLayoutError(f"{folder} has no readable images (all excluded; see the warning above).")
 
 
-def scan_dataset(root: str | Path) -> DatasetIndex:
-    """Index `root` (the Kaggle tree, or a folder containing it): one row per readable image."""
+def scan_dataset(root: str | Path, splits: tuple[str, ...] = SPLITS) -> DatasetIndex:
+    """Index `root` (the Kaggle tree, or a folder containing it): one row per readable image of `splits`.
+
+    Folders of other splits are never listed or opened: `splits=("train",)` indexes a search's data without
+    reading a single test file.
+    """
+    unknown = sorted(set(splits) - set(SPLITS))
+    if unknown or not splits:
+        raise ValueError(f"splits={splits!r}: expected a non-empty tuple of {', '.join(SPLITS)}")
     root = find_kaggle_root(root)
-    folders = _class_folders(root)
+    folders = _class_folders(root, tuple(splits))
     candidates, not_images = _list_files(folders)
     facts = _read_all([path for _, _, path in candidates])
     rows = [

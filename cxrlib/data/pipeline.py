@@ -115,11 +115,12 @@ def make_dataset(
     augment: bool = False,
     seed: int = 42,
     cache: str | Path | None = "memory",
+    augment_strength: float = 1.0,
 ) -> tf.data.Dataset:
     """(images float32 [B, S, S, 3] in 0..255, labels float32 [B]) batches of the frame's rows.
 
     Each image is decoded once and cached as uint8; `training` reshuffles every epoch (seeded) after the
-    cache, `augment` applies build_augmenter on the fly. Without `training` batches keep the frame's order.
+    cache, `augment` applies build_augmenter (ranges scaled by `augment_strength`) on the fly. Without `training` batches keep the frame's order.
     """
     if frame.empty:
         raise ValueError("make_dataset got an empty frame; check the subset/split filter.")
@@ -132,6 +133,6 @@ def make_dataset(
     dataset = dataset.batch(batch_size, num_parallel_calls=AUTOTUNE)
     dataset = dataset.map(lambda images, labels: (tf.cast(images, tf.float32), labels), num_parallel_calls=AUTOTUNE)
     if augment:
-        augmenter = build_augmenter(seed)
+        augmenter = build_augmenter(seed, augment_strength)
         dataset = dataset.map(lambda images, labels: (augmenter(images, training=True), labels), num_parallel_calls=AUTOTUNE)
     return dataset.prefetch(AUTOTUNE)

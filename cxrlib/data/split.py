@@ -40,6 +40,17 @@ def assign_subsets(images: pd.DataFrame, val_fraction: float = 0.1, seed: int = 
     return frame
 
 
+def replicate_frame(images: pd.DataFrame, params: dict, split_seed: int) -> pd.DataFrame:
+    """The subsets of one replicate (or search): the patient split and any subsampling, drawn with ``split_seed`` only.
+
+    ``params`` are a profile's (``val_fraction``, ``subsample_per_class``).
+    """
+    frame = assign_subsets(images, val_fraction=params["val_fraction"], seed=split_seed)
+    if params["subsample_per_class"] is not None:
+        frame = subsample(frame, params["subsample_per_class"], seed=split_seed)
+    return frame
+
+
 def split_fingerprint(frame: pd.DataFrame) -> str:
     """sha256 over sorted (relative path, subset) pairs: equal exactly when two frames split the same images alike."""
     names = frame["relpath"] if "relpath" in frame.columns else frame["path"]

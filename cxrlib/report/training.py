@@ -52,14 +52,6 @@ def shown_parameters(params: dict) -> dict:
             for name, value in params.items()}
 
 
-def replicate_frame(index: data.DatasetIndex, params: dict, split_seed: int) -> pd.DataFrame:
-    """The subsets of one replicate: the patient split (and any subsampling) drawn with ``split_seed`` only."""
-    frame = data.assign_subsets(index.images, val_fraction=params["val_fraction"], seed=split_seed)
-    if params["subsample_per_class"] is not None:
-        frame = data.subsample(frame, params["subsample_per_class"], seed=split_seed)
-    return frame
-
-
 def setup(namespace: dict, arch: str) -> TrainingSetup:
     """Check the notebook's parameters, find the data, show the introduction and what this run uses."""
     if arch not in BACKBONES:
@@ -68,7 +60,7 @@ def setup(namespace: dict, arch: str) -> TrainingSetup:
     params = notebook_parameters(namespace, "train")
     index = data.scan_dataset(data.locate_data(params["data_dir"]))
     seeds = dict(replicate_seeds(params))
-    frames = {seed: replicate_frame(index, params, split_seed) for seed, split_seed in seeds.items()}
+    frames = {seed: data.replicate_frame(index.images, params, split_seed) for seed, split_seed in seeds.items()}
     display(Markdown(f"# Training {BACKBONES[arch].title}\n\n{BACKBONES[arch].intro}"))
     print(f"parameters: {shown_parameters(params)}")
     print("versions:", ", ".join(f"{lib} {version}" for lib, version in runtime.library_versions().items()))

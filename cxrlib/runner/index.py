@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from cxrlib.contract import REPO_ROOT
 from cxrlib.report.discussion import headline_table
 from cxrlib.report.format import POLICY_NAMES
+from cxrlib.runtime import code_version, version_text
 from cxrlib.runner.pages import Table, display_table, render, write_atomic
 
 RECORD_FILE = "runner.json"
@@ -26,23 +24,6 @@ COMPARISON_FILE = "comparison.csv"
 # comparison.csv from before the seed study: one row per model, metrics with bootstrap intervals.
 CI_HEADLINE = ("model", "accuracy", "roc_auc", "sensitivity", "specificity", "macro_f1", "threshold")
 SEED_COLUMNS_HIDDEN = ("policy", "is_primary")  # the caption names the policy instead
-
-
-def code_version(repo: Path = REPO_ROOT) -> dict:
-    """The commit the repository is at and whether tracked files differ from it (taken when a run starts)."""
-    def git(*args: str) -> str:  # GIT_OPTIONAL_LOCKS=0: only look, never refresh the repository's index
-        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30, check=True,
-                              env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"}).stdout.strip()
-    try:
-        return {"commit": git("rev-parse", "--short", "HEAD"),
-                "modified": bool(git("status", "--porcelain", "--untracked-files=no"))}
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": "unknown", "modified": False}
-
-
-def version_text(version: dict) -> str:
-    """``abc1234`` or ``abc1234 (modified)``: the code a run started from."""
-    return version["commit"] + (" (modified)" if version.get("modified") else "")
 
 
 def comparison_is_stale(notebooks: dict) -> bool:

@@ -42,7 +42,9 @@ class TrainConfig:
     finetune_epochs: int = 0
     finetune_learning_rate: float = 1e-5
     augment: bool = True
+    augment_strength: float = 1.0
     label_smoothing: float = 0.0
+    weight_decay: float = 0.0
     lr_schedule: str = "plateau"
     early_stopping_patience: int | None = 5
     threshold_policy: str = "youden"

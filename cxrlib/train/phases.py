@@ -84,16 +84,47 @@ def build(config: TrainConfig, cpu_speedups: bool) -> keras.Model:
     return fastops.optimize_for_cpu(model) if cpu_speedups else model
 
 
+class BalancedLogLoss(keras.metrics.Metric):
+    """Log-loss of each class averaged with equal weight, on the true 0/1 labels (no smoothing).
+
+    The models are trained with balanced class weights, so their score targets P(PNEUMONIA) at 50%
+    prevalence; this is the proper score for that target (it punishes over-confidence, which ROC-AUC
+    cannot see) and the objective of cxrlib.tune.
+    """
+
+    def __init__(self, name: str = "balanced_log_loss", **kwargs):
+        super().__init__(name=name, **kwargs)
+        self.sums = self.add_variable((2,), initializer="zeros", name="sums")
+        self.counts = self.add_variable((2,), initializer="zeros", name="counts")
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = keras.ops.reshape(keras.ops.cast(y_true, "float32"), (-1,))
+        y_pred = keras.ops.clip(keras.ops.reshape(keras.ops.cast(y_pred, "float32"), (-1,)), 1e-7, 1 - 1e-7)
+        losses = -(y_true * keras.ops.log(y_pred) + (1 - y_true) * keras.ops.log(1 - y_pred))
+        masks = keras.ops.stack([1 - y_true, y_true])  # [class, image]
+        self.sums.assign_add(keras.ops.sum(masks * losses, axis=1))
+        self.counts.assign_add(keras.ops.sum(masks, axis=1))
+
+    def result(self):
+        present = keras.ops.cast(self.counts > 0, "float32")
+        per_class = keras.ops.divide_no_nan(self.sums, self.counts)
+        return keras.ops.divide_no_nan(keras.ops.sum(per_class), keras.ops.sum(present))
+
+
 def compile_model(model: keras.Model, config: TrainConfig, phase: Phase, steps_per_epoch: int) -> None:
-    """Optimizer (fastops), class-weighted BCE with optional label smoothing, accuracy and ROC-AUC."""
+    """Optimizer (fastops, optional weight decay), class-weighted BCE with optional label smoothing, and metrics.
+
+    Metrics: accuracy, ROC-AUC (selects the best epoch) and the balanced log-loss (calibration; a search's
+    objective).
+    """
     learning_rate = phase.learning_rate
     if config.lr_schedule == "cosine":
         decay_steps = max(1, (phase.end_epoch - phase.start_epoch) * steps_per_epoch)
         learning_rate = keras.optimizers.schedules.CosineDecay(phase.learning_rate, decay_steps)
-    model.compile(optimizer=fastops.make_optimizer(config.optimizer, learning_rate),
+    model.compile(optimizer=fastops.make_optimizer(config.optimizer, learning_rate, config.weight_decay),
                   loss=keras.losses.BinaryCrossentropy(label_smoothing=config.label_smoothing),
                   metrics=[keras.metrics.BinaryAccuracy(name="accuracy"),
-                           keras.metrics.AUC(name="auc", num_thresholds=1000)])
+                           keras.metrics.AUC(name="auc", num_thresholds=1000), BalancedLogLoss()])
 
 
 def _phase_data(run: TrainingRun, model: keras.Model, phase: Phase):
@@ -106,7 +137,8 @@ def _phase_data(run: TrainingRun, model: keras.Model, phase: Phase):
                                           config.batch_size)
         return models.head_of(model), train_ds, val_ds
     train_ds = make_dataset(subsets["train"], config.image_size, config.batch_size, training=True,
-                            augment=config.augment, seed=config.seed, cache=config.data_cache)
+                            augment=config.augment, seed=config.seed, cache=config.data_cache,
+                            augment_strength=config.augment_strength)
     val_ds = make_dataset(subsets["val"], config.image_size, config.batch_size, cache=config.data_cache)
     return model, train_ds, val_ds
 

@@ -63,9 +63,10 @@ def predict_and_record(run: TrainingRun, model: keras.Model, run_dir: Path) -> d
     threshold = evaluate.choose_threshold(run.subsets["val"]["target"].to_numpy(), val_probs,
                                           policy=config.threshold_policy, target_sensitivity=config.target_sensitivity,
                                           delta=config.youden_delta)
-    test_probs = _predict_subset(run, best, "test", from_features)
-    predictions = pd.concat([prediction_rows(run.subsets["val"], "val", val_probs),
-                             prediction_rows(run.subsets["test"], "test", test_probs)], ignore_index=True)
+    predicted = [prediction_rows(run.subsets["val"], "val", val_probs)]
+    if "test" in run.subsets:  # absent when the run belongs to a search, which never reads test images
+        predicted.append(prediction_rows(run.subsets["test"], "test", _predict_subset(run, best, "test", from_features)))
+    predictions = pd.concat(predicted, ignore_index=True)
     predictions.to_csv(run.directory / PREDICTIONS_FILE, index=False)
     state.timing["predict"] = time.perf_counter() - started
     latency = latency_ms(best, config.image_size, config.latency_repeats)

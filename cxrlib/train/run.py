@@ -15,15 +15,21 @@ from .config import TrainConfig
 
 
 def split_subsets(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """train / val / test rows of an assign_subsets frame, checked for what training needs."""
+    """train / val (/ test) rows of an assign_subsets frame, checked for what training needs.
+
+    A frame without test rows (a hyperparameter search indexes train only) gives no `test` entry: the run
+    then predicts validation alone.
+    """
     required = {"path", "subset", "label", "target", "patient_id"}
     missing = required - set(frame.columns)
     if missing:
         raise ValueError(f"frame lacks columns {sorted(missing)}; pass the output of cxrlib.data.assign_subsets")
     subsets = {name: frame[frame["subset"] == name].reset_index(drop=True) for name in ("train", "val", "test")}
-    for name, rows in subsets.items():
-        if rows.empty:
-            raise ValueError(f"frame has no `{name}` rows; assign_subsets must give train, val and test")
+    for name in ("train", "val"):
+        if subsets[name].empty:
+            raise ValueError(f"frame has no `{name}` rows; assign_subsets must give train and val")
+    if subsets["test"].empty:
+        del subsets["test"]
     for name in ("train", "val"):
         if subsets[name]["target"].nunique() < 2:
             raise ValueError(f"the {name} subset holds one class only; ROC-AUC and class weights need both")

@@ -1,0 +1,58 @@
+"""python -m cxrlib.tune {run,status,export} SEARCH [--storage URL]: run, check or write up a search.
+
+  run     work on the search until nothing is left to start (or --max-trials ran); start as many as you like,
+          on one machine or several, all with the same --storage
+  status  one line per architecture
+Exit status: 0 when the search and its reruns are finished (run, export: also when they ran or wrote something),
+3 when work remains (run: it started nothing because the remaining trials run elsewhere), 2 for a bad search file.
+  export  write trials.csv (and, when finished, the report and the tuned profile) into reports/tune-<name>/
+SEARCH is a name in searches/ or a YAML file; --storage is any Optuna storage URL (postgresql://..., mysql://...,
+sqlite:///file.db) or a journal file path; the default is the search's committed journal file.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import optuna
+
+from cxrlib.contract import repo_relative
+
+from . import ledger, results
+from .spec import SearchError, load_search
+
+NOT_FINISHED = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m cxrlib.tune", description=__doc__.split("\n", 1)[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("command", choices=("run", "status", "export"))
+    parser.add_argument("search", help="a search name (searches/<name>.yaml) or a YAML file")
+    parser.add_argument("--storage", help="Optuna storage URL or journal file (default: the search's journal)")
+    parser.add_argument("--max-trials", type=int, help="run: stop after this many trials")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter (errors still show)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the worker prints one line per trial itself
+    try:
+        spec = load_search(args.search)
+    except SearchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    storage = ledger.open_storage(spec, args.storage)
+    if args.command == "run":
+        from .worker import work  # TensorFlow starts here, not for status or export
+
+        ran = work(spec, storage, args.max_trials)
+        print(f"ran {ran} trial(s)")
+    elif args.command == "export":
+        print(f"wrote {repo_relative(results.write_trials(spec, storage))}")
+    print("\n".join(results.status_lines(spec, storage)))
+    finished = ledger.is_finished(spec, storage)
+    idle = args.command == "status" or (args.command == "run" and not ran)
+    return NOT_FINISHED if idle and not finished else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

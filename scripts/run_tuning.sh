@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Runs a declared search into this repository's record (reports/tune-<search>/journal.log), one trial at a time,
+# with the code of the commit that last changed its declaration (checked out in a git worktree, so later edits to
+# the repository cannot touch a running search), and commits the record (journal.log, trials.csv) after every
+# trial. Run it again to continue after an interruption, on this machine or another: lost trials run again.
+#   scripts/run_tuning.sh [SEARCH] [WORKTREE_DIR]      (default: cpu, ../cxr-tune-<search> beside the repository)
+# Hours long: run it in the background with a log, e.g.  nohup scripts/run_tuning.sh cpu > tune.log 2>&1 &
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$(pwd)"
+search="${1:-cpu}"
+declaration="searches/$search.yaml"
+record="reports/tune-$search"
+code_commit="$(git log -1 --format=%H -- "$declaration")"
+worktree="${2:-$repo/../cxr-tune-$search}"
+
+if [[ -z "$code_commit" ]]; then
+    echo "error: $declaration is not committed; a search runs only from a committed declaration" >&2
+    exit 1
+fi
+if [[ ! -d "$worktree" ]]; then
+    git worktree add --detach "$worktree" "$code_commit"
+fi
+if [[ "$(git -C "$worktree" rev-parse HEAD)" != "$code_commit" ]]; then
+    echo "error: $worktree is not at $code_commit (the last change of $declaration); remove it" \
+         "(git worktree remove --force $worktree) or pass another directory" >&2
+    exit 1
+fi
+source scripts/ensure_env.sh
+mkdir -p "$record"
+tune() {  # the worktree's cxrlib (python -m runs the package of the current directory) on this repository's record
+    (cd "$worktree" && "$CXR_PYTHON" -m cxrlib.tune "$@" --storage "$repo/$record/journal.log")
+}
+commit_record() {
+    tune export "$search" > /dev/null
+    cp "$worktree/$record/trials.csv" "$record/trials.csv"
+    git add "$record/journal.log" "$record/trials.csv"
+    if git diff --cached --quiet -- "$record"; then return 0; fi
+    for attempt in 1 2 3 4 5; do  # another git command may hold the index lock for a moment
+        if git commit -q -m "$1" -- "$record/journal.log" "$record/trials.csv"; then return 0; fi
+        sleep 10
+    done
+    echo "warning: could not commit the record; it stays in $record for the next commit" >&2
+}
+
+while true; do
+    status=0
+    tune status "$search" || status=$?
+    if [[ $status == 0 ]]; then echo "search $search: finished"; break; fi
+    [[ $status == 3 ]] || exit "$status"
+    status=0
+    tune run "$search" --max-trials 1 || status=$?
+    if [[ $status == 3 ]]; then sleep 300; continue; fi  # the remaining trials run on other workers
+    [[ $status == 0 ]] || exit "$status"
+    commit_record "Search $search: record after trial ($(date -u '+%Y-%m-%d %H:%M') UTC, $(tune status "$search" | tr '\n' ' ' | cut -c1-200))" || true
+done
+commit_record "Search $search: finished" || true
