@@ -106,6 +106,35 @@ class SeedsParam(Param):
         return "repeats a seed" if len(set(value)) != len(value) else None
 
 
+class RecipesParam(Param):
+    """Per-architecture recipes: {arch: {recipe parameter: value}}, overriding the profile's values for that model."""
+
+    def expected(self) -> str:
+        """The accepted form, for error messages."""
+        return (f"null or a mapping {{<{'|'.join(ARCHS)}>: {{<parameter>: <value>}}}} with parameters from "
+                f"{', '.join(RECIPE_PARAMETERS)}")
+
+    def problem(self, value) -> str | None:
+        """None for null or a mapping of known architectures to mappings of valid recipe parameter values."""
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            return f"has type {type(value).__name__}"
+        unknown = sorted(map(str, set(value) - set(ARCHS)))
+        if unknown:
+            return f"names unknown backbone(s) {unknown}"
+        bad = []
+        for arch, recipe in value.items():
+            if not isinstance(recipe, dict):
+                bad.append(f"{arch}: {recipe!r} is not a mapping")
+                continue
+            bad += [f"{arch}.{name}: not a recipe parameter" for name in recipe if name not in RECIPE_PARAMETERS]
+            bad += [f"{arch}.{name} = {entry!r} {PARAMETERS[name].problem(entry)} (expected "
+                    f"{PARAMETERS[name].expected()})" for name, entry in recipe.items()
+                    if name in RECIPE_PARAMETERS and PARAMETERS[name].problem(entry)]
+        return f"has invalid entries ({'; '.join(bad)})" if bad else None
+
+
 PARAMETERS: dict[str, Param] = {
     "profile": Param(str, "profile name; reports and runs go to reports/<profile>, runs/<profile>"),
     "data_dir": Param(str, "Kaggle-layout chest_xray folder; null: $CXR_DATA_DIR, else download", nullable=True),
@@ -154,6 +183,8 @@ PARAMETERS: dict[str, Param] = {
                         high=2**31 - 1, nullable=True),
     "focus_seed": Param(int, "the replicate shown image by image (curves, disagreements, Grad-CAM); null: the "
                         "smallest seed found", low=0, high=2**31 - 1, nullable=True),
+    "recipes": RecipesParam(dict, "per-architecture training recipes that override the values above for one model "
+                            "(a tuned profile, written by python -m cxrlib.tune export)", nullable=True),
     "verbose": Param(int, "Keras training output: 1 progress bar (interactive), 2 one line per epoch (batch), "
                      "0 silent", choices=(0, 1, 2)),
 }
@@ -165,8 +196,13 @@ TRAIN_CONFIG_PARAMETERS = (
     "augment_strength", "precision", "threshold_policy",
     "target_sensitivity", "youden_delta", "verbose",
 )
-TRAIN_PARAMETERS = ("profile", "data_dir", "runs_dir", "report_dir", *TRAIN_CONFIG_PARAMETERS, "seeds", "split_seed",
-                    "subsample_per_class", "val_fraction", "n_boot", "n_examples")
+# The parameters a per-architecture recipe may set (and a search may search): how a model is trained, not
+# what data, arithmetic or operating point it is judged by.
+RECIPE_PARAMETERS = ("image_size", "batch_size", "epochs", "learning_rate", "lr_schedule", "label_smoothing",
+                     "weight_decay", "dropout", "augment", "augment_strength", "head_units", "finetune_epochs",
+                     "finetune_learning_rate")
+TRAIN_PARAMETERS = ("profile", "data_dir", "runs_dir", "report_dir", *TRAIN_CONFIG_PARAMETERS, "recipes", "seeds",
+                    "split_seed", "subsample_per_class", "val_fraction", "n_boot", "n_examples")
 # The parameters each kind of notebook declares in its `parameters` cell (tests/test_notebooks.py checks).
 NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "explore": ("profile", "data_dir", "subsample_per_class", "val_fraction", "n_examples", "seed"),
@@ -219,9 +255,13 @@ def notebook_parameters(namespace: dict, kind: str) -> dict:
     return check(params, required=names)
 
 
-def train_config_values(params: dict, seed: int, split_seed: int) -> dict:
-    """What ``cxrlib.train.TrainConfig`` takes for the replicate with training seed ``seed`` on split ``split_seed``."""
-    return {**{name: params[name] for name in TRAIN_CONFIG_PARAMETERS}, "seed": seed, "split_seed": split_seed}
+def train_config_values(params: dict, seed: int, split_seed: int, arch: str | None = None) -> dict:
+    """What ``cxrlib.train.TrainConfig`` takes for the replicate with training seed ``seed`` on split ``split_seed``.
+
+    With ``arch``, that architecture's entry of ``recipes`` (when the profile has one) overrides the shared values.
+    """
+    recipe = (params.get("recipes") or {}).get(arch, {})
+    return {**{name: params[name] for name in TRAIN_CONFIG_PARAMETERS}, **recipe, "seed": seed, "split_seed": split_seed}
 
 
 def policy_kwargs(params: dict) -> dict:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cxrlib import evaluate
+from cxrlib.params import RECIPE_PARAMETERS
 from cxrlib.contract import (ARCHS, HISTORY_COLUMNS, HISTORY_FILE, PREDICTION_COLUMNS, PREDICTIONS_FILE,
                              REPLICATE_PREFIX, RUN_RECORD_FILE)
 
@@ -123,17 +124,28 @@ def find_run_dirs(runs_dir: str | Path) -> list[Path]:
     return found
 
 
-def _settings_that_differ(runs: Sequence[Run]) -> dict[str, set]:
-    """Training settings (run.json 'config') whose values differ between runs, ignoring PER_RUN_SETTINGS."""
-    keys = set().union(*(run.info.get("config", {}) for run in runs)) - set(PER_RUN_SETTINGS)
+def _settings_that_differ(runs: Sequence[Run], ignored: Sequence[str] = PER_RUN_SETTINGS) -> dict[str, set]:
+    """Training settings (run.json 'config') whose values differ between runs, apart from the `ignored` ones."""
+    keys = set().union(*(run.info.get("config", {}) for run in runs)) - set(ignored)
     values = {key: {json.dumps(run.info.get("config", {}).get(key), sort_keys=True) for run in runs} for key in keys}
     return {key: seen for key, seen in values.items() if len(seen) > 1}
+
+
+def _protocol_differences(runs: Sequence[Run]) -> dict[str, set]:
+    """Settings that break one protocol: any difference within an architecture, or across architectures
+    outside their recipes (a tuned profile gives each architecture its own RECIPE_PARAMETERS)."""
+    differ = {}
+    for arch in {run.arch for run in runs}:
+        differ.update(_settings_that_differ([run for run in runs if run.arch == arch]))
+    differ.update(_settings_that_differ(runs, (*PER_RUN_SETTINGS, *RECIPE_PARAMETERS)))
+    return differ
 
 
 def load_runs(runs_dir: str | Path) -> list[Run]:
     """Every finished run under ``runs_dir``, ordered by seed then model, checked to form one comparison.
 
-    All runs must come from the same data (data_fingerprint) and the same training settings apart from the seeds;
+    All runs must come from the same data (data_fingerprint) and the same training settings apart from the seeds
+    (and, across architectures, their per-architecture recipes: cxrlib.params.RECIPE_PARAMETERS);
     the runs of one seed must share their validation split (checked where run.json records split_fingerprint).
     """
     run_dirs = find_run_dirs(runs_dir)
@@ -145,7 +157,7 @@ def load_runs(runs_dir: str | Path) -> list[Run]:
     if len(fingerprints) > 1:
         raise ValueError(f"the runs under {runs_dir} were trained on different data (data fingerprints "
                          f"{sorted(map(str, fingerprints))}); retrain them on one copy of the data or move the odd ones out")
-    differ = _settings_that_differ(runs)
+    differ = _protocol_differences(runs)
     if differ:
         detail = "; ".join(f"{key}: {sorted(values)}" for key, values in sorted(differ.items()))
         raise ValueError(f"the runs under {runs_dir} differ in training settings ({detail}); a comparison needs one "

@@ -109,7 +109,7 @@ def train_replicates(setup: TrainingSetup) -> list[compare.Run]:
     for seed, frame in setup.frames.items():
         run_dir = replicate_dir(params["runs_dir"], setup.arch, seed)
         config = TrainConfig(arch=setup.arch, name=setup.arch,
-                             **train_config_values(params, seed, setup.split_seeds[seed]))
+                             **train_config_values(params, seed, setup.split_seeds[seed], setup.arch))
         record = train(frame, run_dir, config, data_fingerprint=setup.index.fingerprint)
         _copy_records(run_dir, replicate_dir(Path(params["report_dir"]) / "runs", setup.arch, seed))
         runs.append(compare.load_run(run_dir))

@@ -3,9 +3,9 @@
   run     work on the search until nothing is left to start (or --max-trials ran); start as many as you like,
           on one machine or several, all with the same --storage
   status  one line per architecture
+  export  write trials.csv and the report into reports/tune-<name>/; once finished, also profiles/<base>-tuned.yaml
 Exit status: 0 when the search and its reruns are finished (run, export: also when they ran or wrote something),
 3 when work remains (run: it started nothing because the remaining trials run elsewhere), 2 for a bad search file.
-  export  write trials.csv (and, when finished, the report and the tuned profile) into reports/tune-<name>/
 SEARCH is a name in searches/ or a YAML file; --storage is any Optuna storage URL (postgresql://..., mysql://...,
 sqlite:///file.db) or a journal file path; the default is the search's committed journal file.
 """
@@ -19,7 +19,7 @@ import optuna
 
 from cxrlib.contract import repo_relative
 
-from . import ledger, results
+from . import ledger, recipe, report, results
 from .spec import SearchError, load_search
 
 NOT_FINISHED = 3
@@ -47,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
         ran = work(spec, storage, args.max_trials)
         print(f"ran {ran} trial(s)")
     elif args.command == "export":
-        print(f"wrote {repo_relative(results.write_trials(spec, storage))}")
+        written = [results.write_trials(spec, storage), report.write_report(spec, storage)]
+        if ledger.is_finished(spec, storage):
+            written.append(recipe.write_tuned_profile(spec, storage))
+        print("wrote " + ", ".join(repo_relative(path) for path in written))
     print("\n".join(results.status_lines(spec, storage)))
     finished = ledger.is_finished(spec, storage)
     idle = args.command == "status" or (args.command == "run" and not ran)

@@ -13,12 +13,11 @@ from pathlib import Path
 import yaml
 
 from cxrlib.contract import ARCHS, PROFILES_DIR, REPORTS_DIR, SEARCHES_DIR, repo_relative
-from cxrlib.params import PARAMETERS, TRAIN_CONFIG_PARAMETERS, ParameterError, check
+from cxrlib.params import PARAMETERS, RECIPE_PARAMETERS, ParameterError, check
 
 OBJECTIVES = ("balanced_log_loss",)  # validation only; why: cxrlib.evaluate.balanced_log_loss
 DIMENSION_TYPES = ("float", "int", "categorical")
-# Searchable: the training parameters a TrainConfig takes, except those that describe the run, not the recipe.
-SEARCHABLE = tuple(name for name in TRAIN_CONFIG_PARAMETERS if name not in ("verbose", "precision", "weights"))
+SEARCHABLE = RECIPE_PARAMETERS  # what a search finds is a per-architecture recipe
 KEYS = {
     "name": "the search's name: its record goes to reports/tune-<name>/, its studies are <name>-<arch>",
     "base_profile": "the profile (profiles/<name>.yaml) giving every training parameter that is not searched",

@@ -40,11 +40,11 @@ def tuning_frame(spec: SearchSpec) -> tuple[pd.DataFrame, str]:
 
 
 class TrialReporter(keras.callbacks.Callback):
-    """After each epoch: the validation objective to the trial (pruning on it), and a heartbeat."""
+    """After each epoch: the validation objective to the trial (pruning on it before the last epoch), and a heartbeat."""
 
-    def __init__(self, trial: optuna.Trial, prune: bool):
+    def __init__(self, trial: optuna.Trial, prune: bool, epochs: int):
         super().__init__()
-        self.trial, self.prune, self.epochs_reported = trial, prune, 0
+        self.trial, self.prune, self.epochs, self.epochs_reported = trial, prune, epochs, 0
 
     def on_epoch_end(self, epoch, logs=None):
         value, step = float(logs[VAL_OBJECTIVE]), epoch + 1
@@ -53,7 +53,7 @@ class TrialReporter(keras.callbacks.Callback):
         self.trial.set_user_attr(ledger.HEARTBEAT, time.time())
         if not math.isfinite(value):
             raise optuna.TrialPruned(f"diverged: validation {VAL_OBJECTIVE} is {value} after epoch {step}")
-        if self.prune and self.trial.should_prune():
+        if self.prune and step < self.epochs and self.trial.should_prune():
             raise optuna.TrialPruned(f"pruned after epoch {step}")
 
 
@@ -94,8 +94,12 @@ def _ask(spec: SearchSpec, storage, task: ledger.Task) -> tuple[optuna.Study, op
     return study, trial
 
 
-def run_task(spec: SearchSpec, storage, task: ledger.Task, frame: pd.DataFrame, fingerprint: str, log=print) -> None:
-    """Run one trial of `task` to its end (COMPLETE or PRUNED) and record its cost; a trial that errs is marked FAIL."""
+def run_task(spec: SearchSpec, storage, task: ledger.Task, frame: pd.DataFrame, fingerprint: str, log=print,
+             train_fn=train_configuration) -> None:
+    """Run one trial of `task` to its end (COMPLETE or PRUNED) and record its cost; a trial that errs is marked FAIL.
+
+    `train_fn` has train_configuration's signature and result (tests pass a fast stand-in).
+    """
     study, trial = _ask(spec, storage, task)
     if trial is None:
         return
@@ -113,10 +117,10 @@ def run_task(spec: SearchSpec, storage, task: ledger.Task, frame: pd.DataFrame, 
     log(f"{study.study_name}: trial {trial.number} starts ({task.kind}, seed {training_seed}): {values}")
     cpu_started, wall_started = time.process_time(), time.perf_counter()
     state, value, epochs_run = optuna.trial.TrialState.COMPLETE, None, None
-    reporter = TrialReporter(trial, prune=task.kind == ledger.SEARCH)
+    reporter = TrialReporter(trial, prune=task.kind == ledger.SEARCH,
+                             epochs=spec.training_params(values)["epochs"])
     try:
-        value, record = train_configuration(spec, task.arch, values, training_seed, frame, fingerprint, run_dir,
-                                            [reporter])
+        value, record = train_fn(spec, task.arch, values, training_seed, frame, fingerprint, run_dir, [reporter])
         epochs_run = record["epochs_run"]
         trial.set_user_attr("best_epoch", record["best_epoch"])
         trial.set_user_attr("val_auc", record["best_val_auc"])
@@ -151,7 +155,7 @@ def _keep_records_only(run_dir: Path) -> None:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
-def work(spec: SearchSpec, storage, max_trials: int | None = None, log=print) -> int:
+def work(spec: SearchSpec, storage, max_trials: int | None = None, log=print, train_fn=train_configuration) -> int:
     """Run trials until nothing is left to start (or `max_trials` ran); returns how many ran."""
     frame = fingerprint = None
     ran = 0
@@ -161,6 +165,6 @@ def work(spec: SearchSpec, storage, max_trials: int | None = None, log=print) ->
             break
         if frame is None:
             frame, fingerprint = tuning_frame(spec)
-        run_task(spec, storage, task, frame, fingerprint, log)
+        run_task(spec, storage, task, frame, fingerprint, log, train_fn)
         ran += 1
     return ran
