@@ -289,3 +289,28 @@ def test_merge_duplicates_refuses_identical_images_with_different_labels(two_run
     images = image_index(two_runs[0].predictions, [[0, 3]])  # row 0 is PNEUMONIA, row 3 NORMAL
     with pytest.raises(ValueError, match="byte-identical images carry different labels"):
         compare.merge_duplicates(two_runs, images)
+
+
+def write_replicates(runs_dir, configs: dict) -> None:
+    """Run directories <arch>/seed-<k> (k = 1, 2) whose run.json 'config' holds configs[arch] (a list: one per seed)."""
+    for arch, per_seed in configs.items():
+        for seed, config in enumerate(per_seed, start=1):
+            run_dir = write_run(runs_dir / arch / f"seed-{seed}", arch, seed=seed)
+            info = json.loads((run_dir / "run.json").read_text())
+            (run_dir / "run.json").write_text(json.dumps({**info, "config": {"arch": arch, "seed": seed, **config}}))
+
+
+def test_load_runs_accepts_a_recipe_per_architecture_but_one_protocol_within_and_across(tmp_path):
+    tuned = {"resnet50": [{"learning_rate": 1e-3, "batch_size": 32}] * 2,
+             "densenet121": [{"learning_rate": 5e-4, "batch_size": 32}] * 2}
+    write_replicates(tmp_path / "tuned", tuned)
+    assert len(compare.load_runs(tmp_path / "tuned")) == 4
+    within = {**tuned, "resnet50": [{"learning_rate": 1e-3, "batch_size": 32}, {"learning_rate": 2e-3, "batch_size": 32}]}
+    write_replicates(tmp_path / "within", within)
+    with pytest.raises(ValueError, match="differ in training settings.*learning_rate"):
+        compare.load_runs(tmp_path / "within")
+    outside = {"resnet50": [{"learning_rate": 1e-3, "precision": "float32"}] * 2,
+               "densenet121": [{"learning_rate": 1e-3, "precision": "mixed_bfloat16"}] * 2}
+    write_replicates(tmp_path / "outside", outside)
+    with pytest.raises(ValueError, match="differ in training settings.*precision"):
+        compare.load_runs(tmp_path / "outside")

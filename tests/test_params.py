@@ -5,6 +5,7 @@ import yaml
 
 from cxrlib.contract import PROFILES_DIR
 
+from cxrlib import params
 from cxrlib.params import NOTEBOOK_PARAMETERS, PARAMETERS, ParameterError, check, notebook_parameters, source_of
 
 PROFILES = sorted(PROFILES_DIR.glob("*.yaml"))
@@ -106,3 +107,26 @@ def test_bad_weights_name_the_value_and_the_accepted_forms(weights, problem):
     with pytest.raises(ParameterError, match=problem) as err:
         check({"profile": "smoke", "weights": weights})
     assert "{arch}" in str(err.value) and "profiles/smoke.yaml" in str(err.value)
+
+
+def test_recipes_override_the_shared_values_for_their_architecture_only():
+    shared = {name: 0 for name in params.TRAIN_CONFIG_PARAMETERS} | {"learning_rate": 1e-3, "recipes": None}
+    tuned = {**shared, "recipes": {"densenet121": {"learning_rate": 5e-4, "image_size": 128}}}
+    assert params.check({"recipes": tuned["recipes"]}, source="test") is not None
+    assert params.train_config_values(tuned, 1, 1, "densenet121")["learning_rate"] == 5e-4
+    assert params.train_config_values(tuned, 1, 1, "densenet121")["image_size"] == 128
+    assert params.train_config_values(tuned, 1, 1, "resnet50")["learning_rate"] == 1e-3
+    assert params.train_config_values(shared, 1, 1, "resnet50")["learning_rate"] == 1e-3
+
+
+@pytest.mark.parametrize("recipes, problem", [
+    ({"vgg16": {"epochs": 3}}, "unknown backbone(s) ['vgg16']"),
+    ({"resnet50": {"precision": "float32"}}, "resnet50.precision: not a recipe parameter"),
+    ({"resnet50": {"dropout": 2.0}}, "resnet50.dropout = 2.0 is out of range"),
+    ({"resnet50": "fast"}, "resnet50: 'fast' is not a mapping"),
+    ([1, 2], "has type list"),
+])
+def test_bad_recipes_name_the_architecture_the_parameter_and_the_fix(recipes, problem):
+    with pytest.raises(params.ParameterError) as raised:
+        params.check({"recipes": recipes}, source="profiles/x.yaml")
+    assert problem in str(raised.value) and "fix it in profiles/x.yaml" in str(raised.value)
