@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a checkout
 
-from cxrlib.contract import REPO_ROOT, REPORTS_DIR, configured_data_dir  # noqa: E402
+from cxrlib.contract import REPO_ROOT, REPORTS_DIR, configured_data_dir, targets_of  # noqa: E402
 
 REPORT_PATH = REPORTS_DIR / "benchmarks.md"
 DATA_DIR = configured_data_dir()
@@ -80,7 +80,7 @@ def training_frame(limit: int | None, seed: int = 0):
     manifest = pd.read_csv(DATA_DIR / "MANIFEST.csv")
     frame = manifest[manifest["split"] == "train"].copy()
     frame["path"] = [str(DATA_DIR / s / l / f) for s, l, f in zip(frame["split"], frame["label"], frame["filename"])]
-    frame["target"] = (frame["label"] == "PNEUMONIA").astype(int)
+    frame["target"] = targets_of(frame["label"])
     if limit and limit < len(frame):
         frame = frame.sample(n=limit, random_state=seed)
     return frame[["path", "label", "target"]].reset_index(drop=True)

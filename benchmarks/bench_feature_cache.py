@@ -15,6 +15,7 @@ import numpy as np
 from _common import DATA_DIR, Stopwatch, append_report, machine_line, markdown_table, training_frame
 
 from cxrlib import fastops, features, models, runtime  # noqa: E402
+from cxrlib.contract import targets_of  # noqa: E402
 from cxrlib.data import make_dataset  # noqa: E402
 
 
@@ -25,7 +26,7 @@ def test_frame(limit: int | None):
     manifest = pd.read_csv(DATA_DIR / "MANIFEST.csv")
     frame = manifest[manifest["split"] == "test"].copy()
     frame["path"] = [str(DATA_DIR / s / l / f) for s, l, f in zip(frame["split"], frame["label"], frame["filename"])]
-    frame["target"] = (frame["label"] == "PNEUMONIA").astype(int)
+    frame["target"] = targets_of(frame["label"])
     if limit and limit < len(frame):
         frame = frame.sample(n=limit, random_state=0)
     return frame[["path", "label", "target"]].reset_index(drop=True)

@@ -1,4 +1,5 @@
-"""The project's facts, each defined once and free of TensorFlow: paths, allowed values, run-directory layout.
+"""The project's facts, each defined once and free of TensorFlow: paths, classes, allowed values, the layout
+of run and report directories.
 
 Every other module (and the tests, benchmarks and notebooks) imports these names instead of restating them;
 docs/ARCHITECTURE.md describes what the files hold.
@@ -19,8 +20,13 @@ REPORTS_DIR = REPO_ROOT / "reports"
 RUNS_DIR = REPO_ROOT / "runs"
 DATA_ENV_VAR = "CXR_DATA_DIR"
 DEFAULT_DATA_DIR = REPO_ROOT / "data" / "chest_xray"
-# Where this workspace keeps the read-only data set, beside the repository (tests, CI, benchmarks).
+# Where this workspace keeps the read-only data set, beside the repository: cxrlib.data.locate_data uses it when
+# neither data_dir, $CXR_DATA_DIR nor data/chest_xray is given (so run_all.sh and JupyterLab find the same copy).
 SHARED_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "chest_xray"
+# TensorFlow turns its oneDNN kernels on by default only on some Intel CPUs; elsewhere (e.g. AMD EPYC) they train
+# ~1.6x faster (reports/benchmarks.md). Set where processes start (kernel spec, runner, command lines), never on
+# import; an explicit value in the environment wins.
+ONEDNN_ENV = {"TF_ENABLE_ONEDNN_OPTS": "1"}
 
 
 def configured_data_dir() -> Path:
@@ -46,7 +52,27 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 PRECISION_CHOICES = ("auto", *PRECISIONS)
 # How the validation split sets the decision threshold (cxrlib.evaluate.choose_threshold).
 THRESHOLD_POLICIES = ("fixed", "youden_midpoint", "youden", "sensitivity")
-CLASS_NAMES = ("NORMAL", "PNEUMONIA")
+
+# --- the data set's classes and folders --------------------------------------------------------------------
+CLASS_NAMES = ("NORMAL", "PNEUMONIA")  # CLASS_NAMES[target]: target 1 is PNEUMONIA
+POSITIVE_CLASS = CLASS_NAMES[1]
+SPLITS = ("train", "val", "test")  # the Kaggle folders
+REQUIRED_SPLITS = ("train", "test")  # the 16-image val folder may be missing
+# The metrics the study reports for every model (mean ± SD across seeds, the headline table).
+HEADLINE_METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity")
+# The model name and run.json "arch" of an ensemble of trained runs (cxrlib.compare.make_ensemble).
+ENSEMBLE = "ensemble"
+
+
+def targets_of(labels):
+    """1 where a label (a pandas Series of class names) is PNEUMONIA, else 0: the ``target`` column."""
+    return (labels == POSITIVE_CLASS).astype(int)
+
+
+def model_of(arch: str, name: str) -> str:
+    """The model a run replicates: its architecture, or for an ensemble (arch ``ENSEMBLE``) its name."""
+    return name if arch == ENSEMBLE else arch
+
 
 # --- run directories (cxrlib.train writes them, cxrlib.compare reads them) ---------------------------
 MODEL_FILE = "model.keras"
@@ -55,13 +81,35 @@ STATE_FILE = "state.json"
 RUN_RECORD_FILE = "run.json"
 HISTORY_FILE = "history.csv"
 PREDICTIONS_FILE = "predictions.csv"
+# The out-of-distribution detector of the best model (cxrlib.ood): fitted on train, its flag threshold on val.
+OOD_FILE = "ood.npz"
 LOGS_DIR = "logs"
-RUN_FILES = (MODEL_FILE, LAST_WEIGHTS_FILE, STATE_FILE, RUN_RECORD_FILE, HISTORY_FILE, PREDICTIONS_FILE)
+RUN_FILES = (MODEL_FILE, LAST_WEIGHTS_FILE, STATE_FILE, RUN_RECORD_FILE, HISTORY_FILE, PREDICTIONS_FILE, OOD_FILE)
 # The small files that fully describe a finished run's results; committed under reports/<profile>/runs/.
 RECORD_FILES = (RUN_RECORD_FILE, HISTORY_FILE, PREDICTIONS_FILE)
 PREDICTION_COLUMNS = ("path", "subset", "label", "target", "patient_id", "prob")
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss")  # required; metric columns follow the compiled metrics
 REPLICATE_PREFIX = "seed-"
+# The declared share of in-distribution images the OOD flag fires on: its threshold is the validation
+# images' (1 - rate) quantile of the OOD distance.
+OOD_FLAG_RATE = 0.01
+
+# --- report directories (reports/<profile>/: the runner and the notebooks write them) ------------------
+RECORDS_DIR = "runs"  # reports/<profile>/runs/<arch>/seed-<k>/: each finished run's RECORD_FILES, committed
+EXECUTED_DIR = "executed"  # the executed notebooks
+FAILED_SUFFIX = "-failed"  # reports/<profile>-failed/ (and runs/<profile>-failed/ with --retrain): a failed run
+RUNNER_RECORD_FILE = "runner.json"
+RUN_LOG_FILE = "run.log"
+INDEX_PAGE = "index.html"
+COMPARISON_FILE = "comparison.csv"  # one row per model: mean/SD/min/max across seeds (notebook 04)
+COMPARISON_MARKDOWN = "comparison.md"
+COMPARISON_PAGE = "comparison.html"  # the runner's page of comparison.csv
+SEEDS_FILE = "seeds.csv"  # one row per model, seed and threshold policy (notebook 04)
+ROC_FIGURE = "roc_curves.png"  # notebook 04's ROC curves, shown on the index
+
+# --- console ---------------------------------------------------------------------------------------
+# Set before TensorFlow starts (kernels, command lines): its C++ logging below errors is dropped.
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"}
 
 
 def replicate_dir(runs_dir: str | os.PathLike, arch: str, seed: int) -> Path:

@@ -15,6 +15,7 @@ import matplotlib
 import numpy as np
 import tensorflow as tf
 from matplotlib.figure import Figure
+from PIL import Image
 
 from cxrlib import plots
 from cxrlib.evaluate import CLASS_NAMES
@@ -129,6 +130,19 @@ def overlay_heatmap(image, heatmap, alpha: float = 0.4, cmap: str = "jet") -> np
     base = np.repeat(base[..., None], 3, axis=-1) if base.ndim == 2 else base
     colored = matplotlib.colormaps[cmap](np.asarray(heatmap))[..., :3]
     return np.clip((1 - alpha) * base + alpha * colored, 0, 1)
+
+
+def source_overlay(path: str | Path, heatmap, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
+    """The stored image at its own resolution with the heatmap stretched over it, RGB in [0, 1].
+
+    The model saw the image squashed to a square (``cxrlib.data.load_image``), so the square heatmap is resized
+    bilinearly to the image's width and height, aspect ratio ignored, which maps each cell back to where it was.
+    """
+    pixels = plots.read_stored_image(path)
+    height, width = pixels.shape[:2]
+    square = Image.fromarray(np.asarray(heatmap, dtype=np.float32))  # mode F: 32-bit float pixels
+    stretched = np.asarray(square.resize((width, height), Image.Resampling.BILINEAR))
+    return overlay_heatmap(pixels, np.clip(stretched, 0, 1), alpha, cmap)
 
 
 def _load_batch(images, image_size: int, loader: Callable | None) -> np.ndarray:

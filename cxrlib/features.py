@@ -9,7 +9,6 @@ renamed into place, so processes sharing a cache (multi-worker training) never r
 import hashlib
 import json
 import os
-import uuid
 from pathlib import Path
 
 import keras
@@ -20,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .contract import REPO_ROOT
 from .data.pipeline import DECODER_VERSION, make_dataset
+from .files import write_atomic
 from .models import backbone_weights, file_md5
 
 DEFAULT_CACHE_DIR = REPO_ROOT / "cache" / "features"
@@ -95,10 +95,7 @@ def cached_features(extractor: keras.Model, frame: pd.DataFrame, *, arch: str, i
             if np.array_equal(cached["names"], names):
                 return cached["features"], True
     features = extract_features(extractor, frame, image_size, batch_size, desc)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{path.stem}.partial-{uuid.uuid4().hex}.npz")
-    np.savez(partial, features=features, names=names)
-    os.replace(partial, path)
+    write_atomic(path, lambda partial: np.savez(partial, features=features, names=names))
     return features, False
 
 

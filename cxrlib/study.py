@@ -16,17 +16,11 @@ import pandas as pd
 from scipy.stats import binomtest, t, wilcoxon
 
 from cxrlib import compare, evaluate
-from cxrlib.contract import THRESHOLD_POLICIES
+from cxrlib.contract import ENSEMBLE, HEADLINE_METRICS, THRESHOLD_POLICIES, model_of
 
-STUDY_METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity")
 DIFFERENCE_METRICS = ("roc_auc", "accuracy")
 TIE_TOLERANCE = 1e-12  # per-seed differences this close to 0 are ties (float noise), dropped by both tests
 RANK_DECIMALS = 12  # differences are rounded to this many decimals before ranking, so float noise cannot break ties
-
-
-def model_of(run: compare.Run) -> str:
-    """The model a run replicates: its architecture, or the name of an ensemble."""
-    return run.name if run.arch == "ensemble" else run.arch
 
 
 def seed_of(run: compare.Run) -> int:
@@ -42,7 +36,7 @@ def runs_by_seed(runs: Sequence[compare.Run]) -> dict[int, list[compare.Run]]:
     for run in runs:
         grouped[seed_of(run)].append(run)
     for seed, seed_runs in grouped.items():
-        models = [model_of(run) for run in seed_runs]
+        models = [model_of(run.arch, run.name) for run in seed_runs]
         repeated = sorted({model for model in models if models.count(model) > 1})
         if repeated:
             raise ValueError(f"seed {seed} has more than one run of {repeated}; give one run per model and seed")
@@ -50,12 +44,12 @@ def runs_by_seed(runs: Sequence[compare.Run]) -> dict[int, list[compare.Run]]:
 
 
 def add_seed_ensembles(runs: Sequence[compare.Run], members: Sequence[str] | None = None, method: str = "mean",
-                       name: str = "ensemble") -> list[compare.Run]:
+                       name: str = ENSEMBLE) -> list[compare.Run]:
     """The runs plus, per seed, the ensemble (``compare.make_ensemble``) of that seed's ``members`` models
     (default: every model of the seed), its seed in ``info["seed"]``; seeds with fewer than two members get none."""
     ensembles = []
     for seed, seed_runs in runs_by_seed(runs).items():
-        chosen = [run for run in seed_runs if members is None or model_of(run) in members]
+        chosen = [run for run in seed_runs if members is None or model_of(run.arch, run.name) in members]
         if len(chosen) >= 2:
             ensemble = compare.make_ensemble(chosen, method=method, name=name)
             ensemble.info["seed"] = seed
@@ -82,8 +76,8 @@ def seed_metrics(runs: Sequence[compare.Run], primary: str, policies: Sequence[s
             thresholds = evaluate.policy_thresholds(val["target"], val["prob"], ordered, **policy_kwargs)
             for policy, threshold in thresholds.items():
                 scores = evaluate.compute_metrics(test["target"], test["prob"], threshold)
-                rows.append({"model": model_of(run), "seed": seed, "policy": policy, "is_primary": policy == primary,
-                             "threshold": threshold, **{name: scores[name] for name in STUDY_METRICS},
+                rows.append({"model": model_of(run.arch, run.name), "seed": seed, "policy": policy, "is_primary": policy == primary,
+                             "threshold": threshold, **{name: scores[name] for name in HEADLINE_METRICS},
                              "n_val": len(val), "n_test": len(test)})
     return pd.DataFrame(rows)
 
@@ -91,7 +85,7 @@ def seed_metrics(runs: Sequence[compare.Run], primary: str, policies: Sequence[s
 def summarise_seeds(per_seed: pd.DataFrame) -> pd.DataFrame:
     """Across seeds, per model, policy and metric (threshold included): n_seeds, mean, sd (ddof 1; NaN with
     one seed), min and max. Columns: model, policy, is_primary, metric, n_seeds, mean, sd, min, max."""
-    long = per_seed.melt(id_vars=["model", "policy", "is_primary", "seed"], value_vars=["threshold", *STUDY_METRICS],
+    long = per_seed.melt(id_vars=["model", "policy", "is_primary", "seed"], value_vars=["threshold", *HEADLINE_METRICS],
                          var_name="metric")
     grouped = long.groupby(["model", "policy", "is_primary", "metric"], sort=False)["value"]
     return grouped.agg(n_seeds="count", mean="mean", sd="std", min="min", max="max").reset_index()

@@ -26,23 +26,34 @@ fi
 
 CXR_PYTHON="$cxr_env/bin/python"
 cxr_stamp="$cxr_env/.cxr-compare.stamp"
-cxr_want="$(cat "$cxr_root/pyproject.toml" | sha256sum | cut -d' ' -f1) $cxr_root"
+cxr_want="$(cat "$cxr_root/pyproject.toml" "$cxr_root/scripts/ensure_env.sh" | sha256sum | cut -d' ' -f1) $cxr_root"
+# Facts defined in cxrlib/contract.py, printed as shell assignments: the environment TensorFlow starts with
+# (ONEDNN_ENV) as the array cxr_tf_env=(NAME VALUE ...). (The shared data copy beside the repository needs nothing
+# here: cxrlib.data.locate_data finds it.)
+cxr_facts() {
+    (cd "$cxr_root" && "$CXR_PYTHON" -c 'import shlex
+from cxrlib.contract import ONEDNN_ENV
+pairs = [shlex.quote(item) for pair in ONEDNN_ENV.items() for item in pair]
+print("cxr_tf_env=(" + " ".join(pairs) + ")")')
+}
 if [[ ! -f "$cxr_stamp" || "$(cat "$cxr_stamp")" != "$cxr_want" ]]; then
     echo "==> installing cxrlib and its pinned dependencies into $cxr_env (first run takes a few minutes)"
+    # The kernel spec carries ONEDNN_ENV, so notebooks in JupyterLab start TensorFlow as the runner's do.
     "$CXR_PYTHON" -m pip install --quiet --upgrade pip \
         && "$CXR_PYTHON" -m pip install --quiet -e "$cxr_root[dev]" \
+        && eval "$(cxr_facts)" \
         && "$CXR_PYTHON" -m ipykernel install --sys-prefix --name "$CXR_KERNEL" \
-               --display-name "Python (cxr-compare)" >/dev/null \
+               --display-name "Python (cxr-compare)" $(printf -- '--env %s %s ' "${cxr_tf_env[@]}") >/dev/null \
         || { echo "error: installing the environment failed (see pip's message above)." >&2; return 1 2>/dev/null || exit 1; }
     echo "$cxr_want" > "$cxr_stamp"
 fi
+eval "$(cxr_facts)"
 
-# The real data set lives beside the project in this workspace; elsewhere users set CXR_DATA_DIR or
-# let cxrlib download it into data/.
-if [[ -z "${CXR_DATA_DIR:-}" && -d "$cxr_root/../shared/data/chest_xray" ]]; then
-    export CXR_DATA_DIR="$(cd "$cxr_root/../shared/data/chest_xray" && pwd)"
-fi
-# oneDNN kernels train ~1.6x faster on CPUs where TensorFlow leaves them off (reports/benchmarks.md).
-export TF_ENABLE_ONEDNN_OPTS="${TF_ENABLE_ONEDNN_OPTS:-1}"
+# oneDNN kernels train ~1.6x faster on CPUs where TensorFlow leaves them off (reports/benchmarks.md); a value
+# already set wins.
+for (( cxr_i = 0; cxr_i < ${#cxr_tf_env[@]}; cxr_i += 2 )); do
+    [[ -n "${!cxr_tf_env[cxr_i]:-}" ]] || export "${cxr_tf_env[cxr_i]}=${cxr_tf_env[cxr_i + 1]}"
+done
+unset -f cxr_facts
 export CXR_PYTHON CXR_KERNEL
 export PATH="$cxr_env/bin:$PATH"

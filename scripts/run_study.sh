@@ -7,6 +7,9 @@
 #   scripts/run_study.sh [WORKTREE_DIR]        (default: ../cxr-study beside the repository)
 # About 75 minutes per replicate on a 2-core CPU; long: run it in the background with a log, e.g.
 #   nohup scripts/run_study.sh > study.log 2>&1 &
+# The architectures, notebooks and record files below are written out on purpose, not read from cxrlib.contract:
+# they are the pre-registered study's (the plan's commit), and a later change to the code's registry (another
+# backbone, another record file) must not change what this finished study's script does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"

@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxrlib.contract import REPO_ROOT, configured_data_dir
+from cxrlib.contract import CLASS_NAMES, ONEDNN_ENV, REPO_ROOT, configured_data_dir
 
-LABELS = ("NORMAL", "PNEUMONIA")
+# The test session is a process start: TensorFlow (imported later, by the test modules) starts as the runner's
+# kernels and the command lines start it, whether or not scripts/ensure_env.sh set the environment.
+for name, value in ONEDNN_ENV.items():
+    os.environ.setdefault(name, value)
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +32,7 @@ def _patient_names(label: str, count: int, start: int) -> list[str]:
     names = []
     for i in range(count):
         patient = start + i // 2
-        if label == "NORMAL":
+        if label == CLASS_NAMES[0]:
             names.append(f"IM-{patient:04d}-{i % 2 + 1:04d}.jpeg")
         else:
             kind = "bacteria" if i % 3 else "virus"
@@ -53,7 +56,7 @@ def write_tree(root: Path, per_class: dict[str, int] | None = None, size: int = 
     image_of = image_of or (lambda rng, target: blob_image(rng, target, size))
     rng = np.random.default_rng(seed)
     for split, count in per_class.items():
-        for target, label in enumerate(LABELS):
+        for target, label in enumerate(CLASS_NAMES):
             folder = root / split / label
             folder.mkdir(parents=True, exist_ok=True)
             for name in _patient_names(label, count, start=1):

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
-from cxrlib import bootstrap, compare, evaluate
+from cxrlib import compare, evaluate
 from cxrlib.data.index import relpath_from_path
 
 
@@ -149,14 +149,16 @@ def test_compare_pair_detects_the_stronger_model_and_labels_image_and_patient_le
     assert "discordant images" in rows.loc["image-level McNemar exact (accuracy at chosen thresholds)", "note"]
 
 
-def test_compare_pair_resamples_test_patients(two_runs):
-    table = compare.compare_pair(*two_runs, n_boot=300, seed=4).set_index("metric")
-    test_a, test_b = compare.aligned_subset(two_runs)
-    expected = bootstrap.paired_bootstrap(test_a["target"], test_a["prob"], test_b["prob"], two_runs[0].threshold,
-                                          two_runs[1].threshold, n_boot=300, seed=4, groups=test_a["patient_id"])
+def test_compare_pair_resamples_test_patients(tmp_path):
+    mixed = one_patient_per_class(tmp_path / "a")
+    better = one_patient_per_class(tmp_path / "b", "densenet121",
+                                   {"NORMAL": [0.1, 0.1, 0.1, 0.9], "PNEUMONIA": [0.9, 0.9, 0.9, 0.9]})
+    table = compare.compare_pair(mixed, better, n_boot=300, seed=4).set_index("metric")
     patient_rows = table[table["level"] == "patient"]
-    np.testing.assert_allclose(patient_rows[["ci_low", "ci_high"]],
-                               expected.loc[patient_rows.index, ["ci_low", "ci_high"]])
+    # one child per class: every paired resample is the whole test set, so each interval is its difference
+    assert patient_rows.loc["accuracy", "difference"] == pytest.approx(5 / 8 - 7 / 8)  # a − b
+    np.testing.assert_allclose(patient_rows["ci_low"], patient_rows["difference"])
+    np.testing.assert_allclose(patient_rows["ci_high"], patient_rows["difference"])
 
 
 def test_disagreements_lists_exactly_the_differing_predictions(two_runs):
@@ -205,25 +207,36 @@ def test_results_table_has_one_row_per_model_with_cis_and_costs(two_runs):
     assert np.isnan(table.loc[2, "latency_ms"]) and np.isnan(table.loc[2, "params_total"])
 
 
-def test_export_table_writes_csv_markdown_and_html(tmp_path, two_runs):
-    table = compare.results_table(two_runs, n_boot=100)
-    paths = compare.export_table(table, tmp_path / "tables", "results")
-    assert pd.read_csv(paths["csv"])["model"].tolist() == ["resnet50", "densenet121"]
-    markdown = paths["md"].read_text().splitlines()
-    header = [cell.strip() for cell in markdown[0].strip("|").split("|")]
-    assert header[:2] == ["model", "name"] and len(markdown) == 2 + len(table)
-    assert "<table" in paths["html"].read_text()
+MIXED_PROBS = {"NORMAL": [0.1, 0.2, 0.8, 0.9], "PNEUMONIA": [0.9, 0.8, 0.7, 0.3]}
 
 
-def test_results_table_and_evaluate_run_resample_test_patients(two_runs):
-    run = two_runs[0]
-    test = run.test
-    expected = bootstrap.bootstrap_metrics(test["target"], test["prob"], run.threshold, n_boot=200, seed=3,
-                                           groups=test["patient_id"])
+def one_patient_per_class(run_dir, arch="resnet50", probs=MIXED_PROBS) -> compare.Run:
+    """A run whose test set is one NORMAL and one PNEUMONIA child with four images each (``probs``, by default
+    mixed right and wrong at 0.5): resampling children within class always draws the same eight images,
+    resampling images would not."""
+    rows = [{"path": f"/data/{subset}/{label}/{subset}{i}.jpeg", "subset": subset, "label": label,
+             "target": int(label == "PNEUMONIA"), "patient_id": f"{subset}-{label}", "prob": prob}
+            for subset in ("val", "test") for label, label_probs in probs.items() for i, prob in enumerate(label_probs)]
+    return compare.load_run(write_run(run_dir, arch, predictions=pd.DataFrame(rows), policy="fixed"))
+
+
+def test_results_table_and_evaluate_run_resample_test_patients(tmp_path):
+    run = one_patient_per_class(tmp_path / "run")
     row = compare.results_table([run], n_boot=200, seed=3).iloc[0]
-    assert (row["roc_auc_ci_low"], row["roc_auc_ci_high"]) == tuple(expected.loc["roc_auc", ["ci_low", "ci_high"]])
+    # by hand at 0.5: NORMAL 2 of 4 right, PNEUMONIA 3 of 4 right; AUC: 10 of 16 positive-negative pairs ordered (ties half)
+    expected = {"accuracy": 5 / 8, "specificity": 2 / 4, "sensitivity": 3 / 4, "roc_auc": 10 / 16}
+    for metric, value in expected.items():
+        assert row[metric] == pytest.approx(value)
+        assert row[f"{metric}_ci_low"] == pytest.approx(value) and row[f"{metric}_ci_high"] == pytest.approx(value)
+    assert row["n_test_patients"] == 2
     frame = compare.evaluate_run(run, n_boot=200, seed=3).set_index(["threshold", "metric"])
-    assert frame.loc[(run.threshold, "accuracy"), "ci_low"] == expected.loc["accuracy", "ci_low"]
+    np.testing.assert_allclose(frame.loc[(run.threshold, "accuracy"), ["estimate", "ci_low", "ci_high"]], 5 / 8)
+
+
+def test_patient_intervals_widen_when_children_differ(two_runs):
+    row = compare.results_table(two_runs[:1], n_boot=200, seed=3).iloc[0]
+    for metric in ("accuracy", "roc_auc", "sensitivity", "specificity"):
+        assert row[f"{metric}_ci_low"] < row[metric] < row[f"{metric}_ci_high"], metric
 
 
 def test_evaluate_run_and_classification_report(two_runs):

@@ -9,14 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import LABELS, write_tree
+from conftest import write_tree
 from cxrlib import data, plots
+from cxrlib.contract import CLASS_NAMES
 from cxrlib.data import audit
 
 
 def size_frame(sizes: list[tuple[int, int]], labels: list[str] | None = None, split: str = "train") -> pd.DataFrame:
     """Rows shaped like scan_dataset().images with the given stored sizes (labels cycle NORMAL, PNEUMONIA)."""
-    labels = labels or [LABELS[i % 2] for i in range(len(sizes))]
+    labels = labels or [CLASS_NAMES[i % 2] for i in range(len(sizes))]
     return pd.DataFrame({"path": [f"/data/{split}/{label}/img{i}.jpeg" for i, label in enumerate(labels)],
                          "relpath": [f"{split}/{label}/img{i}.jpeg" for i, label in enumerate(labels)],
                          "split": split, "label": labels, "target": [int(label == "PNEUMONIA") for label in labels],

@@ -93,14 +93,18 @@ def test_a_file_is_not_a_data_folder(tmp_path):
         find_kaggle_root(tmp_path / "chest_xray.zip")
 
 
-def test_locate_prefers_argument_then_env_then_default(tmp_path, monkeypatch):
-    explicit, from_env, default = (write_tree(tmp_path / name, SMALL) for name in ("explicit", "env", "default"))
+def test_locate_prefers_argument_then_env_then_default_then_the_shared_copy(tmp_path, monkeypatch):
+    explicit, from_env, default, shared = (write_tree(tmp_path / name, SMALL)
+                                           for name in ("explicit", "env", "default", "shared"))
     monkeypatch.setattr(locate, "DEFAULT_DATA_DIR", default)
+    monkeypatch.setattr(locate, "SHARED_DATA_DIR", shared)
     monkeypatch.setenv("CXR_DATA_DIR", str(from_env))
     assert locate_data(explicit) == explicit.resolve()
     assert locate_data() == from_env.resolve()
     monkeypatch.delenv("CXR_DATA_DIR")
     assert locate_data() == default.resolve()
+    monkeypatch.setattr(locate, "DEFAULT_DATA_DIR", tmp_path / "absent")
+    assert locate_data() == shared.resolve()
 
 
 def test_locate_does_not_download_when_env_points_nowhere(tmp_path, monkeypatch):
@@ -114,6 +118,7 @@ def test_locate_downloads_into_default_when_nothing_exists(tmp_path, monkeypatch
     default = tmp_path / "data" / "chest_xray"
     monkeypatch.delenv("CXR_DATA_DIR", raising=False)
     monkeypatch.setattr(locate, "DEFAULT_DATA_DIR", default)
+    monkeypatch.setattr(locate, "SHARED_DATA_DIR", tmp_path / "no-shared-copy")
     monkeypatch.setattr(locate, "download_dataset", lambda dest: write_tree(dest, SMALL))
     assert locate_data() == default
     monkeypatch.setattr(locate, "DEFAULT_DATA_DIR", tmp_path / "elsewhere")

@@ -100,3 +100,15 @@ def test_comparison_figure_has_the_xray_and_one_overlay_per_model(trained_detect
 def test_overlay_is_rgb_in_unit_range():
     overlay = explain.overlay_heatmap(np.full((8, 8, 3), 200, np.uint8), np.linspace(0, 1, 64).reshape(8, 8))
     assert overlay.shape == (8, 8, 3) and 0 <= overlay.min() and overlay.max() <= 1
+
+
+def test_source_overlay_has_the_stored_size_and_stretches_the_square_map_over_it(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((50, 120), 100, np.uint8)).save(tmp_path / "wide.png")  # 120 wide, 50 high
+    heatmap = np.zeros((8, 8))
+    heatmap[:4, :4] = 1.0  # hot in the top-left quarter of the model's square input
+    overlay = explain.source_overlay(tmp_path / "wide.png", heatmap)
+    assert overlay.shape == (50, 120, 3) and 0 <= overlay.min() and overlay.max() <= 1
+    hot = overlay[..., 0] > overlay[..., 2]  # jet: red where the map is high, blue where it is low
+    assert hot[:20, :50].all() and not hot[30:, :].any() and not hot[:, 70:].any()

@@ -1,11 +1,10 @@
 """cxrlib.fastops computes exactly what the standard Keras path computes, only with fused kernels."""
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-keras = pytest.importorskip("keras")
-tf = pytest.importorskip("tensorflow")
-
-from cxrlib import fastops  # noqa: E402
+from cxrlib import fastops
 
 
 def _images(n=8, size=6, channels=3, seed=0):

@@ -17,7 +17,7 @@ from conftest import write_tree
 from cxrlib.contract import REPO_ROOT
 
 from cxrlib import data
-from cxrlib.contract import LAST_WEIGHTS_FILE, MODEL_FILE, PREDICTION_COLUMNS, RECORD_FILES, STATE_FILE
+from cxrlib.contract import LAST_WEIGHTS_FILE, MODEL_FILE, OOD_FILE, PREDICTION_COLUMNS, RECORD_FILES, STATE_FILE
 from cxrlib.train import TrainConfig, cluster, train
 
 SETTINGS = dict(arch="resnet50", image_size=32, epochs=1, batch_size=8, train_base=False, augment=False,
@@ -93,7 +93,7 @@ def test_both_workers_finish_and_train_together(cluster_run):
 
 def test_only_the_chief_writes_the_run_directory_once(cluster_run):
     run_dir, results = cluster_run
-    assert {path.name for path in run_dir.iterdir()} == {*RECORD_FILES, MODEL_FILE, STATE_FILE, "logs"}
+    assert {path.name for path in run_dir.iterdir()} == {*RECORD_FILES, MODEL_FILE, OOD_FILE, STATE_FILE, "logs"}
     assert not (run_dir / LAST_WEIGHTS_FILE).exists()
     assert pd.read_csv(run_dir / "history.csv")["epoch"].tolist() == [0]  # one writer: no duplicated rows
     state = json.loads((run_dir / STATE_FILE).read_text())

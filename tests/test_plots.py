@@ -81,6 +81,21 @@ def test_pr_curves_show_average_precision_and_prevalence(runs):
     assert "prevalence (0.60)" in legend
 
 
+def test_score_calibration_shows_the_score_and_the_calibrated_probability_on_validation(runs, tmp_path):
+    from cxrlib.calibration import fit_platt
+
+    run = runs[0]
+    run.info["calibration"] = fit_platt(run.val["target"], run.val["prob"])
+    figure = plots.plot_score_calibration(run, save_to=tmp_path / "calibration.png")
+    curves, histogram = figure.axes
+    legend = [text.get_text() for text in curves.get_legend().get_texts()]
+    assert legend[0].startswith("score (before) (ECE ") and legend[1].startswith("calibrated probability (after)")
+    assert legend[3] == "validation prevalence (0.60)" and "(validation)" in curves.get_title()
+    assert len(histogram.patches) == 2 and (tmp_path / "calibration.png").stat().st_size > 0
+    with pytest.raises(ValueError, match="python -m cxrlib.ood fit"):
+        plots.plot_score_calibration(runs[1])
+
+
 def test_calibration_has_reliability_and_histogram_panels(runs):
     figure = plots.plot_calibration(runs)
     assert len(figure.axes) == 2

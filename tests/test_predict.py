@@ -1,4 +1,6 @@
-"""Predicting new images with a run directory: function and command line, bad files, Grad-CAM, run errors."""
+"""Predicting new images with a run directory: function and command line, bad files, Grad-CAM at each image's own
+size, a quiet console, run errors. The run here has no OOD model nor calibration, as runs trained before them
+(tests/test_ood.py covers runs that have them)."""
 import json
 import subprocess
 import sys
@@ -71,14 +73,16 @@ def write_bad_files(folder):
 
 def test_predict_matches_the_model_on_a_folder_and_labels_follow_the_threshold(run):
     run_dir, model, folder, paths = run
-    frame = predict(run_dir, [folder], batch_size=4)  # two batches, the last one partial
+    with pytest.warns(UserWarning, match="has no OOD model and no calibration"):
+        frame = predict(run_dir, [folder], batch_size=4)  # two batches, the last one partial
     assert list(frame.columns) == list(COLUMNS) and frame["path"].tolist() == paths
     expected = np.ravel(model.predict(np.stack([load_image(p, SIZE) for p in paths]), verbose=0))
-    np.testing.assert_allclose(frame["probability"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(frame["score"], expected, rtol=1e-5, atol=1e-6)
     threshold = json.loads((run_dir / RUN_RECORD_FILE).read_text())["threshold"]["value"]
     assert (frame["threshold"] == threshold).all()
-    assert ((frame["probability"] >= threshold) == (frame["label"] == "PNEUMONIA")).all()
+    assert ((frame["score"] >= threshold) == (frame["label"] == "PNEUMONIA")).all()
     assert set(frame["label"]) == {"NORMAL", "PNEUMONIA"}
+    assert frame[["probability", "probability_prevalence", "ood_distance", "ood_threshold", "ood_flag"]].isna().all().all()
 
 
 def test_given_threshold_replaces_the_runs_and_must_be_a_probability(run):
@@ -97,17 +101,23 @@ def test_cli_writes_the_csv_and_one_gradcam_overlay_per_image(run, tmp_path):
     frame = pd.read_csv(tmp_path / "out" / "predictions.csv")
     assert list(frame.columns) == [*COLUMNS, "gradcam"] and frame["path"].tolist() == paths
     assert sorted(p.name for p in (tmp_path / "cams").iterdir()) == [f"image{i}_gradcam.png" for i in range(N_IMAGES)]
-    with Image.open(frame["gradcam"][0]) as overlay:
-        assert overlay.size == (SIZE, SIZE) and overlay.mode == "RGB"
+    for path, overlay_path in zip(frame["path"], frame["gradcam"]):
+        with Image.open(path) as source, Image.open(overlay_path) as overlay:
+            assert overlay.size == source.size != (SIZE, SIZE) and overlay.mode == "RGB"
     assert sorted(folder.rglob("*")) == before  # nothing written into the input folder
-    assert not list(tmp_path.rglob("*.partial"))
+    assert not list(tmp_path.rglob("*partial*"))
 
 
-def test_cli_prints_the_csv_without_out(run):
+def test_cli_prints_the_csv_without_out_and_no_tensorflow_start_up_lines(run):
     run_dir, _, _, paths = run
     result = cli(run_dir, paths[0])
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == ",".join(COLUMNS) and paths[0] in result.stdout
+    assert result.stderr.splitlines() == [
+        f"cxrlib.predict: {run_dir} has no OOD model and no calibration (trained before cxrlib fitted them), so "
+        "ood_distance, ood_threshold, ood_flag, probability, probability_prevalence are empty; add them with: "
+        f"python -m cxrlib.ood fit {run_dir}",
+        "cxrlib.predict: 1 image(s) predicted, 0 input(s) skipped"]
 
 
 def test_cli_reports_each_bad_file_skips_it_and_exits_2(run, tmp_path):
@@ -118,6 +128,7 @@ def test_cli_reports_each_bad_file_skips_it_and_exits_2(run, tmp_path):
     assert result.returncode == 2
     for name, reason in reasons.items():
         assert f"skipped {tmp_path / 'mixed' / name}: {reason}" in result.stderr
+    assert " at 0x" not in result.stderr  # no Python object addresses in the reasons
     assert pd.read_csv(tmp_path / "predictions.csv")["path"].tolist() == good
 
 

@@ -16,9 +16,9 @@ def namespace(tmp_path, data_dir, **overrides) -> dict:
     """A training notebook's parameters for a tiny, fast run (what papermill would inject)."""
     values = {"profile": "test", "data_dir": str(data_dir), "runs_dir": str(tmp_path / "runs"),
               "report_dir": str(tmp_path / "report"), "image_size": 32, "batch_size": 8, "epochs": 1,
-              "learning_rate": 0.001, "lr_schedule": "cosine", "label_smoothing": 0.1, "finetune_epochs": 0,
+              "learning_rate": 0.001, "lr_schedule": "cosine", "label_smoothing": 0.1, "weight_decay": 0.0, "finetune_epochs": 0,
               "finetune_learning_rate": 1e-5, "weights": None, "train_base": True, "head_units": 8, "dropout": 0.5,
-              "augment": False, "precision": "float32", "threshold_policy": "fixed", "youden_delta": 0.02,
+              "augment": False, "augment_strength": 1.0, "precision": "float32", "recipes": None, "threshold_policy": "fixed", "youden_delta": 0.02,
               "target_sensitivity": 0.95, "seeds": [1, 2], "split_seed": None, "subsample_per_class": None,
               "val_fraction": 0.25, "n_boot": 10, "n_examples": 1, "verbose": 0}
     return {**values, **overrides}

@@ -66,9 +66,9 @@ def test_readable_tables_name_columns_and_models_and_hide_the_index():
 
 def test_readable_shows_a_meaningful_index_once():
     by_split = pd.DataFrame({"images": [10, 20]}, index=pd.Index(["train", "test"], name="split"))
-    assert "split" in readable(by_split).to_html() and "train" in readable(by_split).to_html()
+    assert "Split" in readable(by_split).to_html() and "train" in readable(by_split).to_html()
     by_model = pd.DataFrame({"model": ["resnet50"], "seeds": [3]}, index=pd.Index(["resnet50"], name="model"))
-    assert readable(by_model).data.columns.tolist() == ["model", "seeds"]
+    assert readable(by_model).data.columns.tolist() == ["Model", "Seeds"]
 
 
 def test_shown_parameters_never_print_absolute_paths():

@@ -16,8 +16,9 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 from PIL import Image
 
-from cxrlib.compare import export_table
 from cxrlib.contract import REPO_ROOT, repo_relative
+from cxrlib import runtime
+from cxrlib.report.format import column_label, display_table
 from cxrlib.runner import KERNEL_NAME, RunError, console, index, machine, notebooks, pages, profiles, render, run
 from cxrlib.runner.machine import Machine
 from cxrlib.runner.transaction import ReportStaging, RetrainGuard, check_dirs
@@ -81,11 +82,14 @@ def test_every_profile_is_used_by_the_notebooks_and_states_its_expected_minutes(
     assert "expected minutes" not in profiles.profile_description(path)
 
 
-def test_the_cpu_profile_states_its_measured_duration():
-    cpu = profiles.profile_path("cpu")
-    assert profiles.expected_minutes(cpu) == {"2-core CPU": 76.0, "GPU": None}
-    assert profiles.expected_duration(cpu, Machine(2, False)) == "about 76 min on this machine (2-core CPU, no GPU)"
-    assert "about an hour" not in cpu.read_text()
+def test_expected_duration_is_the_measured_minutes_of_this_kind_of_machine(tmp_path):
+    minutes = 41.6  # fabricated: the announcement must follow whatever the profile measured
+    path = write_profile(tmp_path / "p.yaml", f"# expected minutes: 2-core CPU {minutes}, GPU unmeasured\n", seed=1)
+    assert profiles.expected_minutes(path) == {"2-core CPU": minutes, "GPU": None}
+    assert profiles.expected_duration(path, Machine(2, False)) == (
+        f"about {round(minutes)} min on this machine (2-core CPU, no GPU)")
+    assert profiles.expected_duration(path, Machine(2, True)) == (
+        f"not measured on this machine (2-core CPU, a GPU) (measured: {round(minutes)} min on a 2-core CPU)")
 
 
 def test_expected_duration_says_when_this_machine_was_not_measured(tmp_path):
@@ -350,13 +354,13 @@ def test_display_table_is_readable():
     frame = pd.DataFrame({"model": ["resnet50", "ensemble"], "accuracy": [0.9, 0.91], "accuracy_ci_low": [0.85, np.nan],
                           "accuracy_ci_high": [0.95, np.nan], "params_total": [25686913.0, np.nan],
                           "train_time_s": [2397.937, np.nan], "sensitivity_sd": [0.0123, 0.02]})
-    table = pages.display_table(frame)
+    table = display_table(frame)
     assert table.headers == ["Model", "Accuracy", "Parameters", "Training time (s)", "Sensitivity SD"]
     assert table.rows[0] == ["ResNet-50", "0.900 (0.850–0.950)", "25,686,913", "2,398", "0.012"]
     assert table.rows[1] == ["ensemble (mean)", "0.910", "–", "–", "0.020"]
-    whole = pages.display_table(pd.DataFrame({"sensitivity": [0.0, 1.0], "seed": [1, 2], "latency_ms": [42.3, 9.0]}))
+    whole = display_table(pd.DataFrame({"sensitivity": [0.0, 1.0], "seed": [1, 2], "latency_ms": [42.3, 9.0]}))
     assert whole.rows == [["0.000", "1", "42.30"], ["1.000", "2", "9.00"]]  # a column reads alike
-    assert pages.column_label("some_new_column") == "Some new column"
+    assert column_label("some_new_column") == "Some new column"
 
 
 def test_shown_path_is_repo_relative_or_named_by_what_it_is(tmp_path):
@@ -447,23 +451,24 @@ def test_code_version_is_the_commit_with_modified_spelled_out(tmp_path):
     (tmp_path / "a.txt").write_text("1")
     subprocess.run([*git, "add", "a.txt"], check=True)
     subprocess.run([*git, "commit", "-qm", "one"], check=True)
-    version = index.code_version(tmp_path)
+    version = runtime.code_version(tmp_path)
     assert re.fullmatch(r"[0-9a-f]{7,}", version["commit"]) and not version["modified"]
     (tmp_path / "untracked.txt").write_text("ignored")
-    assert not index.code_version(tmp_path)["modified"]
+    assert not runtime.code_version(tmp_path)["modified"]
     (tmp_path / "a.txt").write_text("2")
-    assert index.version_text(index.code_version(tmp_path)) == f"{version['commit']} (modified)"
-    assert index.code_version(tmp_path / "not-a-repo") == {"commit": "unknown", "modified": False}
+    assert runtime.version_text(runtime.code_version(tmp_path)) == f"{version['commit']} (modified)"
+    assert runtime.code_version(tmp_path / "not-a-repo") == {"commit": "unknown", "modified": False}
 
 
-def test_export_table_writes_a_complete_page_with_a_header_bar(tmp_path):
-    paths = export_table(seed_study_comparison(), tmp_path, "comparison")
-    page = paths["html"].read_text()
+def test_the_comparison_page_shows_comparison_csv_with_a_header_bar(tmp_path):
+    assert index.write_comparison_page(tmp_path) is None  # no comparison.csv: no page
+    seed_study_comparison().to_csv(tmp_path / "comparison.csv", index=False)
+    (tmp_path / "comparison.md").write_text("| model |")
+    page = index.write_comparison_page(tmp_path).read_text()
     assert page.startswith("<!DOCTYPE html>") and "<title>Comparison</title>" in page
     assert 'href="index.html"' in page and 'href="comparison.csv"' in page and 'href="comparison.md"' in page
     assert "Sensitivity SD" in page and "–" in page and "NaN" not in page
     assert '<th scope="col">ResNet-50</th>' in page  # 22 columns, 3 rows: shown on its side
-    assert pd.read_csv(paths["csv"]).shape == seed_study_comparison().shape
 
 
 # --- rendering: paths, alt texts, figure size, header bar ------------------------------------------------------

@@ -6,6 +6,7 @@ import pytest
 from scipy.stats import wilcoxon
 
 from cxrlib import compare, evaluate, study
+from cxrlib.contract import model_of
 
 # Test rows: 5 NORMAL and 5 PNEUMONIA. A run with m "missed" positives scores them below every negative, so at
 # the fixed threshold 0.5 its accuracy is (10 - m) / 10 and its ROC-AUC is 1 - m / 5.
@@ -102,7 +103,7 @@ def test_seed_ensembles_average_each_seeds_models_and_choose_their_own_threshold
     with_ensembles = study.add_seed_ensembles(runs)
     ensembles = with_ensembles[len(runs):]
     assert [study.seed_of(run) for run in ensembles] == [1, 2, 3]
-    assert all(study.model_of(run) == "ensemble" for run in ensembles)
+    assert all(model_of(run.arch, run.name) == "ensemble" for run in ensembles)
     first = ensembles[0]
     np.testing.assert_allclose(first.test["prob"], (runs[0].test["prob"] + runs[3].test["prob"]) / 2)
     per_seed = study.seed_metrics(with_ensembles, "youden").set_index(["model", "seed", "policy"])

@@ -16,7 +16,7 @@ import pytest
 from conftest import write_tree
 
 from cxrlib import data, evaluate, fastops, models
-from cxrlib.contract import LAST_WEIGHTS_FILE, MODEL_FILE, PREDICTION_COLUMNS, REPO_ROOT, STATE_FILE
+from cxrlib.contract import LAST_WEIGHTS_FILE, MODEL_FILE, OOD_FILE, PREDICTION_COLUMNS, REPO_ROOT, STATE_FILE
 from cxrlib.params import ParameterError
 from cxrlib.train import Phase, TrainConfig, callbacks, phases, rundir, train
 
@@ -85,7 +85,7 @@ def test_run_directory_follows_the_contract(two_phase_run, tiny):
     assert record["cpu_speedups"] is True  # no GPU here
     assert record["strategy"] == {"name": "auto", "replicas": 1, "workers": 1}
     assert sorted(path.name for path in run_dir.iterdir()) == sorted(
-        ["history.csv", "logs", MODEL_FILE, "predictions.csv", "run.json", STATE_FILE])  # no partial files left
+        ["history.csv", "logs", MODEL_FILE, OOD_FILE, "predictions.csv", "run.json", STATE_FILE])  # no partial files
 
 
 def test_threshold_is_chosen_on_validation_before_test_is_predicted(two_phase_run):

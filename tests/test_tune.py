@@ -3,6 +3,7 @@ workers share one search), a seeded search is reproducible even when resumed, an
 
 Bookkeeping tests use tests/tune_fakes.py (no training); one test trains real tiny models on a generated tree.
 """
+import json
 import os
 import signal
 import subprocess
@@ -264,6 +265,7 @@ def test_a_real_search_trial_is_scored_on_validation_and_never_reads_a_test_imag
     assert trial.value == pytest.approx(evaluate.balanced_log_loss(val["target"], val["prob"]))
     assert set(trial.intermediate_values) == set(range(1, trial.params["epochs"] + 1))
     assert not (run_dir / "model.keras").exists(), "a trial's model files are deleted"
+    assert "ood" not in json.loads((run_dir / "run.json").read_text()), "a search trial fits no OOD detector"
     assert trial.user_attrs["cpu_seconds"] > 0 and trial.user_attrs["cpu"]
 
 

@@ -8,7 +8,7 @@ import pandas as pd
 from scipy.special import expit, logit
 
 from cxrlib import evaluate
-from cxrlib.contract import PREDICTION_COLUMNS
+from cxrlib.contract import ENSEMBLE, PREDICTION_COLUMNS
 
 from .runs import Run, aligned_subset
 
@@ -25,7 +25,7 @@ def _combine(prob_columns: list[np.ndarray], method: str) -> np.ndarray:
 
 
 def make_ensemble(runs: Sequence[Run], method: str = "mean", policy: str | None = None,
-                  target_sensitivity: float | None = None, name: str = "ensemble") -> Run:
+                  target_sensitivity: float | None = None, name: str = ENSEMBLE) -> Run:
     """Average the runs' probabilities (or their logits); choose its threshold on the ensemble's val rows.
 
     The policy and its parameters (target_sensitivity, delta, fixed_threshold) default to the first run's, so
@@ -49,7 +49,7 @@ def make_ensemble(runs: Sequence[Run], method: str = "mean", policy: str | None 
     val = predictions[predictions["subset"] == "val"]
     threshold = evaluate.choose_threshold(val["target"], val["prob"], policy, **policy_kwargs)
     threshold_info = {"policy": policy, "value": threshold, **policy_kwargs, "chosen_on": "val"}
-    info = {"name": name, "arch": "ensemble", "members": [run.name for run in runs], "method": method,
+    info = {"name": name, "arch": ENSEMBLE, "members": [run.name for run in runs], "method": method,
             "threshold": threshold_info}
-    return Run(name=name, arch="ensemble", info=info, predictions=predictions, threshold=threshold,
+    return Run(name=name, arch=ENSEMBLE, info=info, predictions=predictions, threshold=threshold,
                threshold_info=threshold_info)

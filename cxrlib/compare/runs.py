@@ -14,7 +14,7 @@ import pandas as pd
 from cxrlib import evaluate
 from cxrlib.params import RECIPE_PARAMETERS
 from cxrlib.contract import (ARCHS, HISTORY_COLUMNS, HISTORY_FILE, PREDICTION_COLUMNS, PREDICTIONS_FILE,
-                             REPLICATE_PREFIX, RUN_RECORD_FILE)
+                             REPLICATE_PREFIX, RUN_RECORD_FILE, targets_of)
 
 
 @dataclass
@@ -79,7 +79,7 @@ def _check_predictions(predictions: pd.DataFrame, source: Path | str) -> pd.Data
     probs = predictions["prob"].to_numpy(dtype=float)
     if not np.isfinite(probs).all() or probs.min() < 0 or probs.max() > 1:
         raise ValueError(f"{source}: column 'prob' must hold finite probabilities in [0, 1]")
-    expected_target = (predictions["label"] == "PNEUMONIA").astype(int)
+    expected_target = targets_of(predictions["label"])
     if not (predictions["target"].astype(int) == expected_target).all():
         raise ValueError(f"{source}: 'target' must be 1 exactly where 'label' is PNEUMONIA")
     duplicated = predictions.duplicated(["subset", "path"])
@@ -110,7 +110,7 @@ def load_run(run_dir: str | Path) -> Run:
 # Run settings that may differ between runs that belong in one comparison: the replicate's seeds, the model,
 # the threshold policy (every report recomputes each policy on validation) and how a run was shown or cached.
 PER_RUN_SETTINGS = ("arch", "seed", "split_seed", "name", "threshold_policy", "target_sensitivity", "youden_delta",
-                    "verbose", "feature_cache_dir", "data_cache", "latency_repeats", "strategy")
+                    "verbose", "feature_cache_dir", "data_cache", "latency_repeats", "fit_safeguards", "strategy")
 
 
 def find_run_dirs(runs_dir: str | Path) -> list[Path]:

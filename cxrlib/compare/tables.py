@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from cxrlib import bootstrap, evaluate
+from cxrlib.contract import model_of
 
 from .runs import Run, aligned_subset
 
@@ -60,7 +61,7 @@ def results_table(runs: Sequence[Run], n_boot: int = 2000, seed: int = 0) -> pd.
         y_true, probs = test["target"].to_numpy(), test["prob"].to_numpy()
         chosen = bootstrap.bootstrap_metrics(y_true, probs, run.threshold, n_boot, seed, groups=test["patient_id"])
         default = evaluate.compute_metrics(y_true, probs, 0.5)
-        row = {"model": run.arch if run.arch != "ensemble" else run.name, "name": run.name, "n_test": len(test),
+        row = {"model": model_of(run.arch, run.name), "name": run.name, "n_test": len(test),
                "n_test_patients": test["patient_id"].nunique()}
         for metric in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "roc_auc", "sensitivity",
                        "specificity", "pr_auc", "brier", "ece"):

@@ -17,8 +17,6 @@ from .audit import (
 )
 from .index import DatasetIndex, patient_id_from_name, scan_dataset
 from .locate import (
-    DATA_ENV_VAR,
-    DEFAULT_DATA_DIR,
     DataLayoutError,
     DataNotFoundError,
     download_and_extract,
@@ -44,8 +42,6 @@ from .summary import (
 _PIPELINE_NAMES = {"make_dataset", "load_image", "build_augmenter", "to_rgb8"}
 
 __all__ = [
-    "DATA_ENV_VAR",
-    "DEFAULT_DATA_DIR",
     "DataLayoutError",
     "DataNotFoundError",
     "DatasetIndex",

@@ -18,9 +18,9 @@ import pandas as pd
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from cxrlib import bootstrap, evaluate
+from cxrlib.contract import HEADLINE_METRICS, SPLITS
 
 from .index import relpath_from_path
-from .locate import SPLITS
 
 GROUP_MIN_SHARE = 0.05
 GROUP_MIN_IMAGES = 20
@@ -30,7 +30,6 @@ GEOMETRY_FEATURES = ("width", "height", "aspect_ratio")
 GEOMETRY_SET = "stored size"
 FEATURE_SETS = {GEOMETRY_SET: GEOMETRY_FEATURES, "stored size + file size": (*GEOMETRY_FEATURES, "file_bytes")}
 BASELINE_THRESHOLD = 0.5
-WITHIN_GROUP_METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity")
 
 
 def require_columns(frame: pd.DataFrame, columns, what: str) -> None:
@@ -176,7 +175,7 @@ def within_group_metrics(predictions: pd.DataFrame, images: pd.DataFrame, thresh
         scores = evaluate.compute_metrics(part["target"], part["prob"], threshold)
         rows[name] = {"images": len(part), "NORMAL": int((part["target"] == 0).sum()),
                       "PNEUMONIA": int((part["target"] == 1).sum()),
-                      **{metric: scores[metric] for metric in WITHIN_GROUP_METRICS}}
+                      **{metric: scores[metric] for metric in HEADLINE_METRICS}}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("group")
 
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-from .locate import EXPECTED_LAYOUT, LABELS, REQUIRED_SPLITS, SPLITS, DataLayoutError, describe_folder, find_kaggle_root
+from cxrlib.contract import CLASS_NAMES, REQUIRED_SPLITS, SPLITS, targets_of
+
+from .locate import EXPECTED_LAYOUT, DataLayoutError, describe_folder, find_kaggle_root
 
 IMAGE_EXTENSIONS = {".jpeg", ".jpg", ".png", ".bmp", ".tif", ".tiff"}
 
@@ -76,7 +78,7 @@ def _class_folders(root: Path, splits: tuple[str, ...] = SPLITS) -> list[tuple[s
         warnings.warn(f"{root} has no val/ folder (the Mendeley release has none); official_val will be empty.")
     folders = []
     for split in present:
-        for label in LABELS:
+        for label in CLASS_NAMES:
             folder = root / split / label
             if not folder.is_dir():
                 raise DataLayoutError(
@@ -119,6 +121,8 @@ def read_image_facts(path: Path) -> dict:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size
             image.load()
+    except Image.UnidentifiedImageError:  # its message holds the in-memory buffer's repr, not the file
+        return {"reason": "corrupt: not an image format PIL can identify"}
     except Exception as error:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError ...
         kind = "truncated" if "truncat" in str(error).lower() else "corrupt"
         return {"reason": f"{kind}: {error}"}
@@ -191,7 +195,7 @@ def scan_dataset(root: str | Path, splits: tuple[str, ...] = SPLITS) -> DatasetI
     images = table[table["reason"].isna()].drop(columns="reason")
     images = images.sort_values(["split", "label", "path"]).reset_index(drop=True)
     _check_every_class_readable(images, folders)
-    images["target"] = (images["label"] == "PNEUMONIA").astype(int)
+    images["target"] = targets_of(images["label"])
     images["patient_id"] = patient_ids(images["path"].map(lambda path: Path(path).name))
     images["patient_key"] = images["split"] + "/" + images["patient_id"]
     images = images.astype({"width": int, "height": int})[IMAGE_COLUMNS]

@@ -9,16 +9,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from cxrlib.contract import DATA_ENV_VAR, DEFAULT_DATA_DIR
+from cxrlib.contract import CLASS_NAMES, DATA_ENV_VAR, DEFAULT_DATA_DIR, REQUIRED_SPLITS, SHARED_DATA_DIR, SPLITS
 KAGGLE_HANDLE = "paultimothymooney/chest-xray-pneumonia"
 # ChestXRay2017.zip of Kermany et al. (Mendeley Data doi:10.17632/rscbjbr9sj.2): train/test only, no val.
 MENDELEY_URL = (
     "https://data.mendeley.com/public-files/datasets/rscbjbr9sj/files/"
     "f12eaf6d-6023-432f-acc9-80c9d7393433/file_downloaded"
 )
-SPLITS = ("train", "val", "test")
-REQUIRED_SPLITS = ("train", "test")
-LABELS = ("NORMAL", "PNEUMONIA")
 EXPECTED_LAYOUT = "{train,val,test}/{NORMAL,PNEUMONIA}/<images>"
 SKIPPED_DIRS = {"__MACOSX"}
 
@@ -80,12 +77,17 @@ def find_kaggle_root(path: str | Path, max_depth: int = 3) -> Path:
 
 
 def locate_data(data_dir: str | Path | None = None, download: bool = True) -> Path:
-    """The data root: explicit `data_dir` > $CXR_DATA_DIR > <repo>/data/chest_xray (downloaded if missing)."""
+    """The data root: explicit `data_dir` > $CXR_DATA_DIR > <repo>/data/chest_xray > the shared copy beside the
+    repository (../shared/data/chest_xray) > a download into <repo>/data/chest_xray.
+
+    Every way of starting a notebook (run_all.sh, papermill, JupyterLab) finds the same copy this way.
+    """
     requested = data_dir if data_dir is not None else os.environ.get(DATA_ENV_VAR) or None
     if requested is not None:
         return find_kaggle_root(requested)
-    if DEFAULT_DATA_DIR.exists():
-        return find_kaggle_root(DEFAULT_DATA_DIR)
+    for candidate in (DEFAULT_DATA_DIR, SHARED_DATA_DIR):
+        if candidate.exists():
+            return find_kaggle_root(candidate)
     if not download:
         raise DataNotFoundError(f"No data at {DEFAULT_DATA_DIR}. {_where_to_put_data(DEFAULT_DATA_DIR)}")
     return download_dataset(DEFAULT_DATA_DIR)
@@ -152,7 +154,7 @@ def _install_tree(extracted: Path, dest: Path) -> Path:
     """Move the real Kaggle tree found inside `extracted` to `dest` in one rename."""
     root = find_kaggle_root(extracted)
     for split in REQUIRED_SPLITS:
-        for label in LABELS:
+        for label in CLASS_NAMES:
             if not (root / split / label).is_dir():
                 raise DataLayoutError(f"The download has no {split}/{label} folder (found in {root}: {describe_folder(root)}).")
     os.replace(root, dest)

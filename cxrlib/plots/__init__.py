@@ -8,14 +8,15 @@ One module per job; callers use the names re-exported here (``plots.plot_roc_cur
 
 - ``style``: the shared look (``styled``, ``new_figure``, ``finish``), fixed colours and run labels;
 - ``training``: training curves from history.csv;
-- ``evaluation``: confusion matrices, ROC, precision-recall, calibration and metrics vs threshold;
+- ``evaluation``: confusion matrices, ROC, precision-recall, calibration (also the score's Platt calibration on
+  validation) and metrics vs threshold;
 - ``images``: image grids with predictions, confident errors, stored samples and pixel-intensity histograms;
 - ``data``: data-exploration figures (class counts, images per patient, image sizes, label rate by group);
 - ``search``: a hyperparameter search's history, parameter importances and quality against CPU time.
 """
 from .data import plot_class_counts, plot_image_sizes, plot_images_per_patient, plot_label_rate_by_group
 from .evaluation import (plot_calibration, plot_confusion_matrices, plot_pr_curves, plot_roc_curves,
-                         plot_threshold_metrics)
+                         plot_score_calibration, plot_threshold_metrics)
 from .images import (default_loader, display_image, plot_confident_errors, plot_intensity_histograms,
                      plot_sample_images, plot_sample_predictions, read_stored_image)
 from .search import plot_importances, plot_quality_vs_cost, plot_search_history
@@ -28,7 +29,8 @@ __all__ = [
     "default_loader", "display_image", "finish", "label", "model_color", "new_figure", "plot_calibration",
     "plot_class_counts", "plot_confident_errors", "plot_confusion_matrices", "plot_history", "plot_image_sizes",
     "plot_images_per_patient", "plot_importances", "plot_intensity_histograms", "plot_label_rate_by_group", "plot_pr_curves",
-    "plot_quality_vs_cost", "plot_roc_curves", "plot_sample_images", "plot_sample_predictions", "plot_search_history",
+    "plot_quality_vs_cost", "plot_roc_curves", "plot_sample_images", "plot_sample_predictions", "plot_score_calibration",
+    "plot_search_history",
     "plot_threshold_metrics",
     "read_stored_image", "styled",
 ]

@@ -1,4 +1,5 @@
-"""Test-set evaluation figures of runs: confusion matrices, ROC, precision-recall, calibration, metrics vs threshold."""
+"""Evaluation figures of runs: confusion matrices, ROC, precision-recall, calibration (test, and the score's Platt
+calibration on validation), metrics vs threshold."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,10 @@ from sklearn.calibration import calibration_curve
 from sklearn.metrics import average_precision_score, confusion_matrix, precision_recall_curve, roc_auc_score, roc_curve
 
 from cxrlib import evaluate
+from cxrlib.calibration import calibrated_probability
+from cxrlib.contract import CLASS_NAMES
 
-from .style import finish, label, model_color, new_figure, styled
+from .style import PALETTE, finish, label, model_color, new_figure, styled
 
 
 def _arrays(run, subset: str = "test") -> tuple[np.ndarray, np.ndarray]:
@@ -30,7 +33,7 @@ def plot_confusion_matrices(runs: Sequence, save_to: str | Path | None = None) -
         normalised = counts / counts.sum(axis=1, keepdims=True)
         for ax, values, fmt, kind in ((row[0], counts, "d", "counts"), (row[1], normalised, ".2f", "row-normalised")):
             sns.heatmap(values, annot=True, fmt=fmt, cmap="Blues", cbar=False, square=True, ax=ax,
-                        xticklabels=evaluate.CLASS_NAMES, yticklabels=evaluate.CLASS_NAMES,
+                        xticklabels=CLASS_NAMES, yticklabels=CLASS_NAMES,
                         vmin=0, vmax=1 if kind == "row-normalised" else None)
             ax.set(title=f"{label(run)}: {kind}\nthreshold {run.threshold:.3f}", xlabel="predicted", ylabel="true")
     return finish(figure, save_to)
@@ -100,6 +103,36 @@ def plot_calibration(runs: Sequence, n_bins: int = evaluate.ECE_BINS, save_to: s
     curve_ax.set(title="Calibration (test)", ylabel="observed PNEUMONIA rate", ylim=(-0.01, 1.01))
     curve_ax.legend(loc="upper left")
     hist_ax.set(xlabel="predicted probability of PNEUMONIA", ylabel="images", xlim=(0, 1))
+    return finish(figure, save_to)
+
+
+@styled
+def plot_score_calibration(run, n_bins: int = evaluate.ECE_BINS, save_to: str | Path | None = None) -> Figure:
+    """Validation reliability diagram of the model's score and of its Platt-calibrated probability, histogram below.
+
+    The calibration (run.json `calibration`) was fitted on these validation images; its probability holds at their
+    PNEUMONIA share, shown as the dotted level.
+    """
+    calibration = run.info.get("calibration")
+    if calibration is None:
+        raise ValueError(f"{label(run)} has no calibration in its run.json (trained before cxrlib fitted one); add it "
+                         "with: python -m cxrlib.ood fit RUN_DIR")
+    y_true, scores = _arrays(run, "val")
+    figure = Figure(figsize=(5.0, 5.6), layout="constrained")
+    curve_ax, hist_ax = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    bins = np.linspace(0, 1, n_bins + 1)
+    shown = {"score (before)": scores, "calibrated probability (after)": calibrated_probability(scores, calibration)}
+    for index, (name, probs) in enumerate(shown.items()):
+        observed, predicted = calibration_curve(y_true, probs, n_bins=n_bins, strategy="uniform")
+        ece = evaluate.expected_calibration_error(y_true, probs, n_bins)
+        curve_ax.plot(predicted, observed, marker="o", color=PALETTE[index], label=f"{name} (ECE {ece:.3f})")
+        hist_ax.hist(probs, bins=bins, histtype="step", lw=1.5, color=PALETTE[index])
+    curve_ax.plot([0, 1], [0, 1], ls=":", color="grey", label="perfectly calibrated")
+    curve_ax.axhline(calibration["prevalence"], ls="--", lw=1, color="grey",
+                     label=f"validation prevalence ({calibration['prevalence']:.2f})")
+    curve_ax.set(title=f"{label(run)}: calibration (validation)", ylabel="observed PNEUMONIA rate", ylim=(-0.01, 1.01))
+    curve_ax.legend(loc="upper left")
+    hist_ax.set(xlabel="score or calibrated probability of PNEUMONIA", ylabel="images", xlim=(0, 1))
     return finish(figure, save_to)
 
 

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from PIL import Image, ImageOps
 
-from cxrlib import evaluate
+from cxrlib.contract import CLASS_NAMES
 from cxrlib.data.summary import sample_per_class
 
 from .style import CLASS_COLORS, RIGHT, WRONG, finish, label, new_figure, styled
@@ -40,7 +40,7 @@ def _image_grid(rows: pd.DataFrame, threshold: float, title: str, image_size: in
     for ax, row in zip(axes.flat, rows.itertuples(index=False)):
         predicted = int(row.prob >= threshold)
         ax.imshow(display_image(loader(row.path, image_size)), cmap="gray")
-        ax.set_title(f"pred {evaluate.CLASS_NAMES[predicted]} ({row.prob:.2f})\ntrue {row.label}",
+        ax.set_title(f"pred {CLASS_NAMES[predicted]} ({row.prob:.2f})\ntrue {row.label}",
                      color=RIGHT if predicted == row.target else WRONG, fontsize=9)
     figure.suptitle(title)
     return finish(figure, save_to)

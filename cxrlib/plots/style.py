@@ -10,15 +10,15 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from cxrlib.backbones import title_of
-from cxrlib.contract import ARCHS
+from cxrlib.contract import ARCHS, CLASS_NAMES, ENSEMBLE
 
 SAVE_DPI = 110
 STYLE = {"figure.dpi": 90, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
          "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.titleweight": "bold"}
 PALETTE = sns.color_palette("colorblind")
-KNOWN_MODELS = (*ARCHS, "ensemble")  # each registered architecture keeps its colour in every figure
+KNOWN_MODELS = (*ARCHS, ENSEMBLE)  # each registered architecture keeps its colour in every figure
 RIGHT, WRONG = "#1a7f37", "#cf222e"
-CLASS_COLORS = {"NORMAL": PALETTE[0], "PNEUMONIA": PALETTE[3]}
+CLASS_COLORS = dict(zip(CLASS_NAMES, (PALETTE[0], PALETTE[3])))
 
 
 def styled(plot: Callable) -> Callable:

@@ -14,14 +14,15 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from cxrlib import compare, data, explain, models, plots, runtime, study
-from cxrlib.contract import ARCHS, MODEL_FILE, PROFILES_DIR, replicate_dir, repo_relative
+from cxrlib.contract import (ARCHS, COMPARISON_FILE, COMPARISON_MARKDOWN, HEADLINE_METRICS, MODEL_FILE, PROFILES_DIR,
+                             RECORDS_DIR, ROC_FIGURE, SEEDS_FILE, model_of, replicate_dir, repo_relative)
+from cxrlib.files import write_atomic
 from cxrlib.data import audit
 from cxrlib.params import notebook_parameters, policy_kwargs
 from cxrlib.report import discussion
-from cxrlib.report.format import POLICY_NAMES, model_title, readable, with_interval
+from cxrlib.report.format import POLICY_NAMES, headline_table, model_title, readable, with_interval
 from cxrlib.report.training import shown_parameters
 
-STUDY_COLUMNS = ("roc_auc", "accuracy", "sensitivity", "specificity")
 # Settings shown side by side for every model (a difference between models would show here).
 SETTINGS = ("image_size", "weights", "train_base", "epochs", "finetune_epochs", "batch_size", "learning_rate",
             "lr_schedule", "label_smoothing", "augment", "head_units", "dropout", "precision")
@@ -44,7 +45,7 @@ class ComparisonSetup:
     @property
     def models(self) -> list[str]:
         """Model names in registry order, then ensembles."""
-        return list(dict.fromkeys(study.model_of(run) for run in self.runs))
+        return list(dict.fromkeys(model_of(run.arch, run.name) for run in self.runs))
 
     @property
     def reference(self) -> str:
@@ -59,7 +60,7 @@ class ComparisonSetup:
 def setup(namespace: dict) -> ComparisonSetup:
     """Check parameters, load and check every run record, merge duplicates, add the per-seed ensembles."""
     params = notebook_parameters(namespace, "compare")
-    records = Path(params["report_dir"]) / "runs"
+    records = Path(params["report_dir"]) / RECORDS_DIR
     if not records.is_dir() or not compare.find_run_dirs(records):
         profile = params["profile"] if (PROFILES_DIR / f"{params['profile']}.yaml").is_file() else "smoke"
         raise FileNotFoundError(f"no run records in {repo_relative(records)}: train the models first, e.g. "
@@ -83,7 +84,7 @@ def setup(namespace: dict) -> ComparisonSetup:
 
 def runs_section(setup: ComparisonSetup) -> None:
     """Which models and seeds were found, what was randomised, and each model's settings side by side."""
-    found = pd.DataFrame({"model": [study.model_of(run) for run in setup.runs], "seed": [run.seed for run in setup.runs]})
+    found = pd.DataFrame({"model": [model_of(run.arch, run.name) for run in setup.runs], "seed": [run.seed for run in setup.runs]})
     seeds = found.groupby("model", sort=False)["seed"].agg(lambda values: ", ".join(map(str, sorted(values))))
     display(readable(seeds.reset_index().rename(columns={"seed": "seeds found"})))
     display(Markdown(discussion.randomised_sources(setup.runs) + f" Byte-identical test images count once: "
@@ -104,13 +105,14 @@ def study_section(setup: ComparisonSetup) -> dict[str, pd.DataFrame]:
     headline = headline.reindex(setup.models)
     comparison = pd.DataFrame({"model": headline.index,
                                "seeds": headline[("n_seeds", "accuracy")].astype(int)}).reset_index(drop=True)
-    for metric in (*STUDY_COLUMNS, "threshold"):
+    for metric in (*HEADLINE_METRICS, "threshold"):
         for stat in ("mean", "sd", "min", "max"):
             comparison[f"{metric}_{stat}"] = headline[(stat, metric)].to_numpy()
     report_dir = Path(setup.params["report_dir"])
-    compare.export_table(comparison, report_dir, "comparison")
-    tables["per_seed"].to_csv(report_dir / "seeds.csv", index=False)
-    display(readable(discussion.headline_table(comparison)))
+    write_atomic(report_dir / COMPARISON_FILE, lambda partial: comparison.to_csv(partial, index=False))
+    write_atomic(report_dir / COMPARISON_MARKDOWN, comparison.to_markdown(index=False, floatfmt=".4g") + "\n")
+    write_atomic(report_dir / SEEDS_FILE, lambda partial: tables["per_seed"].to_csv(partial, index=False))
+    display(readable(headline_table(comparison)))
     return tables
 
 
@@ -122,7 +124,7 @@ def per_seed_section(setup: ComparisonSetup) -> None:
         for _, row in table.iterrows():
             rows.append({"seed": seed, "model": row["model"], "threshold": row["threshold"],
                          **{metric: with_interval(row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"])
-                            for metric in STUDY_COLUMNS}})
+                            for metric in HEADLINE_METRICS}})
     display(readable(pd.DataFrame(rows)))
 
 
@@ -156,7 +158,7 @@ def within_group_section(setup: ComparisonSetup) -> None:
     """Test ROC-AUC and accuracy within each stored-geometry group that holds both classes."""
     groups = audit.geometry_groups(setup.index.images)
     frames = [audit.within_group_metrics(run.test, setup.index.images, run.threshold, groups)
-              .reset_index().assign(model=study.model_of(run), seed=run.seed) for run in setup.runs]
+              .reset_index().assign(model=model_of(run.arch, run.name), seed=run.seed) for run in setup.runs]
     within = pd.concat(frames)
     summary = within.groupby(["model", "group"], sort=False).agg(
         images=("images", "first"), NORMAL=("NORMAL", "first"), PNEUMONIA=("PNEUMONIA", "first"),
@@ -177,7 +179,7 @@ def focus_tests_section(setup: ComparisonSetup) -> None:
 def focus_curves_section(setup: ComparisonSetup) -> None:
     """ROC (saved as roc_curves.png for the index), precision-recall and calibration of the focus seed."""
     runs = setup.focus_runs()
-    display(plots.plot_roc_curves(runs, save_to=Path(setup.params["report_dir"]) / "roc_curves.png"))
+    display(plots.plot_roc_curves(runs, save_to=Path(setup.params["report_dir"]) / ROC_FIGURE))
     display(plots.plot_pr_curves(runs))
     display(plots.plot_calibration(runs))
 

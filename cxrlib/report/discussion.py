@@ -9,13 +9,10 @@ from typing import Sequence
 
 import pandas as pd
 
-from cxrlib import compare, study
-from cxrlib.report.format import (DASH, POLICY_NAMES, is_missing, mean_sd_range, model_title, number, p_value,
+from cxrlib import compare
+from cxrlib.contract import ENSEMBLE, model_of
+from cxrlib.report.format import (DASH, NAMES, POLICY_NAMES, is_missing, mean_sd_range, model_title, number, p_value,
                                   with_interval)
-
-HEADLINE_METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity")
-METRIC_WORDS = {"roc_auc": "ROC-AUC", "accuracy": "accuracy", "sensitivity": "sensitivity",
-                "specificity": "specificity", "threshold": "threshold"}
 
 
 def across_seeds(row: pd.Series) -> str:
@@ -23,21 +20,12 @@ def across_seeds(row: pd.Series) -> str:
     return mean_sd_range(row["mean"], row["sd"], row["min"], row["max"])
 
 
-def headline_table(comparison: pd.DataFrame) -> pd.DataFrame:
-    """comparison.csv for readers: per model, each metric as mean ± SD (min–max) across seeds."""
-    shown = pd.DataFrame({"model": comparison["model"], "seeds": comparison["seeds"]})
-    for metric in (*HEADLINE_METRICS, "threshold"):
-        shown[metric] = [mean_sd_range(*row) for row in
-                         comparison[[f"{metric}_{stat}" for stat in ("mean", "sd", "min", "max")]].to_numpy()]
-    return shown
-
-
 def difference_table(summary: pd.DataFrame) -> pd.DataFrame:
     """The paired differences across seeds for readers: mean, 95% t-interval, who won how often, Wilcoxon and
     sign tests (each with the smallest p-value its number of seeds allows)."""
     return pd.DataFrame({
         "comparison": [f"{model_title(m)} − {model_title(r)}" for m, r in zip(summary["model"], summary["reference"])],
-        "metric": summary["metric"].map(METRIC_WORDS),
+        "metric": summary["metric"].map(NAMES),
         "seeds": summary["n_seeds"],
         "mean difference (95% t-interval)": [with_interval(m, lo, hi, 4) for m, lo, hi in
                                              summary[["mean_difference", "ci_low", "ci_high"]].to_numpy()],
@@ -74,7 +62,7 @@ def seed_pair_row(seed: int, pair: pd.DataFrame, name_a: str, name_b: str) -> di
 
 def randomised_sources(runs: Sequence[compare.Run]) -> str:
     """What varied between the replicates: the patient split, training, or both (from run.json)."""
-    trained = [run for run in runs if run.arch != "ensemble"]
+    trained = [run for run in runs if run.arch != ENSEMBLE]
     seeds = sorted({run.seed for run in trained})
     split_seeds = {run.info["config"].get("split_seed", run.seed) for run in trained}
     if len(seeds) == 1:
@@ -115,7 +103,7 @@ def _summary_row(tables: dict[str, pd.DataFrame], model: str, metric: str) -> pd
 
 def _difference_words(row: pd.Series) -> str:
     """What the t-interval of one paired difference allows us to say (the pre-registered decision rule)."""
-    what = f"{model_title(row['model'])} − {model_title(row['reference'])} in {METRIC_WORDS[row['metric']]}"
+    what = f"{model_title(row['model'])} − {model_title(row['reference'])} in {NAMES[row['metric']]}"
     interval = with_interval(row["mean_difference"], row["ci_low"], row["ci_high"], 4)
     if is_missing(row["ci_low"]):
         return f"{what}: {interval} (one seed: no interval across seeds)"
@@ -127,8 +115,8 @@ def _difference_words(row: pd.Series) -> str:
 
 def discussion(runs: Sequence[compare.Run], tables: dict[str, pd.DataFrame], policy: str, reference: str) -> str:
     """The discussion in Markdown: setup, headline per model, paired differences, ensemble, limits."""
-    models = list(dict.fromkeys(study.model_of(run) for run in runs))
-    trained = [run for run in runs if run.arch != "ensemble"]
+    models = list(dict.fromkeys(model_of(run.arch, run.name) for run in runs))
+    trained = [run for run in runs if run.arch != ENSEMBLE]
     config = trained[0].info["config"]
     seeds = sorted({run.seed for run in trained})
     n_test, n_pos = len(trained[0].test), int(trained[0].test["target"].sum())

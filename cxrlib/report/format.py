@@ -1,11 +1,15 @@
-"""How reports show numbers and tables: one formatter for intervals, dashes for undefined values, readable names."""
+"""How reports show numbers and tables, in notebooks and on pages alike: readable names, intervals in one cell,
+digits that read alike down a column, thousands separators and dashes for undefined values."""
 from __future__ import annotations
 
 import math
+import numbers
+from dataclasses import dataclass
 
 import pandas as pd
 
 from cxrlib.backbones import title_of
+from cxrlib.contract import ENSEMBLE, HEADLINE_METRICS
 
 DASH = "–"
 # Column and metric names as a reader sees them.
@@ -24,6 +28,8 @@ NAMES = {
     "images_per_sec": "training images per second", "model_size_mb": "model size (MB)",
     "latency_ms": "latency, one image (ms)",
 }
+STATISTICS = {"mean": "mean", "sd": "SD", "min": "min", "max": "max"}  # across-seed summaries: <metric>_<statistic>
+CI_SUFFIXES = ("_ci_low", "_ci_high")
 POLICY_NAMES = {"fixed": "fixed 0.5", "youden_midpoint": "Youden plateau midpoint", "youden": "Youden's J maximum",
                 "sensitivity": "target sensitivity"}
 
@@ -66,7 +72,7 @@ ENSEMBLE_TITLE = "ensemble (mean)"
 
 def model_title(name: str) -> str:
     """How a report names a model: the registry's title (ResNet-50), the ensemble's, else the name as it is."""
-    return ENSEMBLE_TITLE if name == "ensemble" else title_of(name)
+    return ENSEMBLE_TITLE if name == ENSEMBLE else title_of(name)
 
 
 def epoch_number(zero_based) -> int | str:
@@ -74,15 +80,93 @@ def epoch_number(zero_based) -> int | str:
     return DASH if is_missing(zero_based) else int(zero_based) + 1
 
 
-def readable(frame: pd.DataFrame, digits: int = 3) -> pd.io.formats.style.Styler:
-    """A table for readers: known column names spelled out, a meaningful index shown as columns (a plain row
-    number hidden), numbers rounded, blanks as dashes."""
+def column_label(name) -> str:
+    """A column name as a reader sees it: ``roc_auc`` -> ``ROC-AUC``, ``sensitivity_sd`` -> ``Sensitivity SD``."""
+    name = str(name)
+    base, _, statistic = name.rpartition("_")
+    if name not in NAMES and base in NAMES and statistic in STATISTICS:
+        label = f"{NAMES[base]} {STATISTICS[statistic]}"
+    else:
+        label = NAMES.get(name, name.replace("_", " "))
+    return label[:1].upper() + label[1:]
+
+
+def column_digits(values: pd.Series) -> int | None:
+    """Decimals for a column of numbers: None (whole numbers with separators) for integer columns, else 3 below
+    10, 2 below 1,000 and 0 above, by the column's largest value, so that a column reads alike."""
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if not numeric or pd.api.types.is_integer_dtype(values):
+        return None
+    largest = values.abs().max()
+    if pd.isna(largest) or largest < 10:
+        return 3
+    return 2 if largest < 1000 else 0
+
+
+def number_text(value, digits: int | None) -> str:
+    """One table cell: a dash when undefined, ``digits`` decimals (None: as an integer), anything else as text."""
+    if value is pd.NA or is_missing(value):
+        return DASH
+    if isinstance(value, (bool, str)) or not isinstance(value, numbers.Real):
+        return str(value)
+    if digits is None:  # an integer column, or a number in a column of mixed values
+        return f"{int(value):,}" if float(value).is_integer() else f"{value:,.3f}"
+    return f"{value:,.{digits}f}"
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table ready to show: column headers and rows of text."""
+
+    headers: list[str]
+    rows: list[list[str]]
+
+
+def display_table(frame: pd.DataFrame, columns: list[str] | None = None, digits: int | None = None) -> Table:
+    """``frame`` for reading: a metric and its ``_ci_low``/``_ci_high`` columns in one cell, models by title,
+    fractional numbers with ``digits`` decimals (None: by each column's size, ``column_digits``)."""
+    columns = [c for c in (columns or frame.columns) if c in frame and not str(c).endswith(CI_SUFFIXES)]
+    column_decimals = {column: column_digits(frame[column]) for column in columns}
+    if digits is not None:
+        column_decimals = {column: None if shown is None else digits for column, shown in column_decimals.items()}
+    rows = []
+    for record in frame.to_dict("records"):
+        row = []
+        for column in columns:
+            value = record[column]
+            low, high = (record.get(f"{column}{suffix}") for suffix in CI_SUFFIXES)
+            if column == "model":
+                row.append(model_title(value))
+            elif f"{column}_ci_low" in record:
+                row.append(with_interval(value, low, high, 3 if digits is None else digits))
+            else:
+                row.append(number_text(value, column_decimals[column]))
+        rows.append(row)
+    return Table([column_label(c) for c in columns], rows)
+
+
+def transposed(table: Table) -> Table:
+    """``table`` turned on its side: one column per row (headed by its first cell), one row per column."""
+    return Table(["", *(row[0] for row in table.rows)],
+                 [[header, *(row[i] for row in table.rows)] for i, header in enumerate(table.headers) if i])
+
+
+def readable(frame: pd.DataFrame, digits: int | None = None) -> pd.io.formats.style.Styler:
+    """``display_table`` of ``frame`` for a notebook: a meaningful index shown as columns (a plain row number
+    hidden)."""
     if not isinstance(frame.index, pd.RangeIndex):
         names = [name or "" for name in frame.index.names]
         shown_already = bool(set(names) & set(frame.columns))  # e.g. a "model" index beside a "model" column
         frame = frame.reset_index(drop=True) if shown_already else frame.reset_index(names=names)
-    shown = frame.rename(columns=lambda column: NAMES.get(column, str(column).replace("_", " ")))
-    if "model" in shown:
-        shown = shown.assign(model=shown["model"].map(model_title))
-    return (shown.style.hide(axis="index")
-            .format(precision=digits, thousands=",", na_rep=DASH))
+    table = display_table(frame, digits=digits)
+    return pd.DataFrame(table.rows, columns=table.headers).style.hide(axis="index")
+
+
+def headline_table(comparison: pd.DataFrame) -> pd.DataFrame:
+    """comparison.csv for readers: per model, each headline metric and the threshold as mean ± SD (min–max)
+    across seeds."""
+    shown = pd.DataFrame({"model": comparison["model"], "seeds": comparison["seeds"]})
+    for metric in (*HEADLINE_METRICS, "threshold"):
+        shown[metric] = [mean_sd_range(*row) for row in
+                         comparison[[f"{metric}_{stat}" for stat in STATISTICS]].to_numpy()]
+    return shown

@@ -1,27 +1,22 @@
 """The sections of a training notebook (02, 03, ...): each function shows one section for one backbone.
 
 A training notebook is prose plus one call per section; what differs between architectures comes from the
-backbone registry (cxrlib/backbones.py). Every replicate of ``seeds`` is trained (or resumed, or reused when
-finished with the same settings) into ``runs_dir/<arch>/seed-<k>/``; its small records are copied to
-``report_dir/runs/<arch>/seed-<k>/``, where the comparison notebook and the committed study read them.
+backbone registry (cxrlib/backbones.py). Training and copying the records is ``cxrlib.train.replicates``' job;
+these functions show what it did.
 """
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
-from pathlib import Path
 
-import keras
 import pandas as pd
 from IPython.display import Markdown, display
 
 from cxrlib import bootstrap, compare, data, explain, models, plots, runtime
 from cxrlib.backbones import BACKBONES
-from cxrlib.contract import RECORD_FILES, THRESHOLD_POLICIES, replicate_dir, repo_relative
-from cxrlib.params import notebook_parameters, policy_kwargs, replicate_seeds, train_config_values
+from cxrlib.contract import MODEL_FILE, THRESHOLD_POLICIES, repo_relative
+from cxrlib.params import notebook_parameters, policy_kwargs, replicate_seeds
 from cxrlib.report.format import POLICY_NAMES, epoch_number, number, readable, with_interval
-from cxrlib.train import TrainConfig, train
+from cxrlib.train.replicates import model_size, train_replicate
 
 PATH_PARAMETERS = ("data_dir", "runs_dir", "report_dir")
 
@@ -86,32 +81,17 @@ def subsets_section(setup: TrainingSetup) -> None:
 
 def model_size_section(setup: TrainingSetup) -> None:
     """Weights of the model and of the optimizer state, as counts and megabytes."""
-    params = setup.params
-    model = models.build_model(setup.arch, params["image_size"], weights=params["weights"],
-                               train_base=params["train_base"], head_units=params["head_units"],
-                               dropout=params["dropout"])
-    size = models.parameter_summary(model, keras.optimizers.Adam(params["learning_rate"]))
+    size = model_size(setup.arch, setup.params)
     display(readable(size.reset_index().rename(columns={"kind": "weights", "params": "count", "mb": "MB"}), digits=2))
 
 
-def _copy_records(run_dir: Path, destination: Path) -> None:
-    """Copy a finished run's small records (no model files) into ``destination``, each file atomically."""
-    destination.mkdir(parents=True, exist_ok=True)
-    for name in RECORD_FILES:
-        partial = destination / f".{name}.partial"
-        shutil.copyfile(run_dir / name, partial)
-        os.replace(partial, destination / name)
-
-
 def train_replicates(setup: TrainingSetup) -> list[compare.Run]:
-    """Train, resume or reuse one run per replicate; copy its records next to the report; show what each cost."""
-    params, runs, costs = setup.params, [], []
+    """Train, resume or reuse one run per replicate (``train_replicate``, which copies its records next to the
+    reports); show what each cost."""
+    runs, costs = [], []
     for seed, frame in setup.frames.items():
-        run_dir = replicate_dir(params["runs_dir"], setup.arch, seed)
-        config = TrainConfig(arch=setup.arch, name=setup.arch,
-                             **train_config_values(params, seed, setup.split_seeds[seed], setup.arch))
-        record = train(frame, run_dir, config, data_fingerprint=setup.index.fingerprint)
-        _copy_records(run_dir, replicate_dir(Path(params["report_dir"]) / "runs", setup.arch, seed))
+        run_dir, record = train_replicate(setup.arch, setup.params, seed, setup.split_seeds[seed], frame,
+                                          setup.index.fingerprint)
         runs.append(compare.load_run(run_dir))
         costs.append({"seed": seed, "epochs run": record["epochs_run"], "best epoch": epoch_number(record["best_epoch"]),
                       "training time (min)": record["timing"]["training"] / 60,
@@ -150,6 +130,19 @@ def threshold_section(setup: TrainingSetup, runs: list[compare.Run]) -> None:
     display(plots.plot_threshold_metrics(at_policy(setup, runs[0]), "val"))
 
 
+def calibration_section(runs: list[compare.Run]) -> None:
+    """The first replicate's validation reliability diagram: its score, and the probability calibrated from it."""
+    run = runs[0]
+    calibration = run.info.get("calibration")
+    if calibration is None:
+        display(Markdown(f"Seed {run.seed}'s run has no calibration (trained before cxrlib fitted one); "
+                         f"`python -m cxrlib.ood fit {repo_relative(run.run_dir)}` adds it."))
+        return
+    display(Markdown(f"Seed {run.seed}: the calibrated probability holds where PNEUMONIA is as common as among "
+                     f"these validation images ({calibration['prevalence']:.0%})."))
+    display(plots.plot_score_calibration(run))
+
+
 def test_section(setup: TrainingSetup, runs: list[compare.Run]) -> list[compare.Run]:
     """Test metrics at the pre-registered policy with patient-level 95% CIs, duplicates counted once."""
     merged, dropped = compare.merge_duplicates([at_policy(setup, run) for run in runs], setup.index.images)
@@ -183,7 +176,7 @@ def examples_section(setup: TrainingSetup, run: compare.Run) -> None:
 
 def gradcam_section(setup: TrainingSetup, run: compare.Run) -> None:
     """Grad-CAM overlays of test images of each class from the saved best model."""
-    model = models.load_model(run.run_dir / "model.keras")
+    model = models.load_model(run.run_dir / MODEL_FILE)
     examples = run.test.groupby("label").sample(n=setup.params["n_examples"], random_state=run.seed)
     grid = explain.find_feature_layer(model)[-1].output.shape[1]
     size = setup.params["image_size"]

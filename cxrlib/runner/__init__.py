@@ -7,12 +7,13 @@
 - ``notebooks``: which notebooks, what they declare, executing them with papermill, stripping outputs;
 - ``kernel``: how their Jupyter kernel is started (encrypted transport, its own output into the run log);
 - ``render``: executed notebook -> code-free HTML with a header bar, figure alt texts and no local paths;
-- ``pages`` and ``index``: ``index.html`` (and other plain pages) from the Jinja2 templates in ``templates/``;
+- ``pages`` and ``index``: ``index.html``, ``comparison.html`` (and the search report of ``cxrlib.tune``) from the
+  Jinja2 templates in ``templates/``;
 - ``transaction``: reports built in a staging directory swapped in on success; ``--retrain`` for run dirs;
 - ``console``: one progress line per notebook on the terminal, everything in ``run.log``;
 - ``run``: one run from start to finish; ``__main__``: the command line.
 
-This package file stays light (no papermill, no TensorFlow): ``cxrlib.compare`` imports ``pages``.
+This package file stays light (no papermill, no TensorFlow): ``cxrlib.tune`` imports ``pages``.
 """
 from __future__ import annotations
 

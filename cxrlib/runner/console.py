@@ -17,20 +17,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, TextIO
 
+from cxrlib.contract import ONEDNN_ENV, QUIET_ENV  # in the kernels' environment (QUIET_ENV unless --verbose)
+
 log = logging.getLogger("cxrlib.runner")
 KERNEL_LOG = logging.getLogger("cxrlib.runner.kernel")  # the kernels' own stdout/stderr: C++ logs, kernel warnings
 PROGRESS_LOG = logging.getLogger("cxrlib.runner.progress")  # progress records, drawn as the status line only
 PAPERMILL_LOG = logging.getLogger("papermill")  # papermill's messages and the notebooks' printed output
-# Set in the kernels' environment unless --verbose: TensorFlow's C++ logging at warnings and above is dropped.
-QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2"}
 # Keras' epoch lines: "Epoch 3/8", "Epoch 3: ReduceLROnPlateau ...", "150/150 - 41s - 270ms/step - ... loss: ...".
 EPOCH_LINE = re.compile(r"^(Epoch \d+[/:].*|\d+/\d+ - .*\bloss: .*)$")
 LOG_FORMAT = "%(asctime)s %(name)s %(levelname)s: %(message)s"
 
 
+def tensorflow_environment() -> dict[str, str]:
+    """This process's environment for a child process that imports TensorFlow: ``ONEDNN_ENV`` where unset."""
+    return {**ONEDNN_ENV, **os.environ}
+
+
 def quiet_environment() -> dict[str, str]:
-    """This process's environment plus ``QUIET_ENV``, for child processes that import TensorFlow."""
-    return {**os.environ, **QUIET_ENV}
+    """``tensorflow_environment()`` with ``QUIET_ENV`` (TensorFlow's C++ logging cut to errors)."""
+    return {**tensorflow_environment(), **QUIET_ENV}
 
 
 def elapsed_text(seconds: float) -> str:

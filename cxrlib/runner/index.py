@@ -1,4 +1,5 @@
-"""The run record (runner.json) and the index page: links to every report, the headline results, run facts.
+"""The run record (runner.json), the index page (links to every report, the headline results, run facts) and
+the page of the comparison table.
 
 The index shows comparison.csv (written by the comparison notebook) as the headline table, its ROC figure
 (roc_curves.png) and the per-seed table (seeds.csv) when the notebook saved them into the report directory.
@@ -12,15 +13,16 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from cxrlib.report.discussion import headline_table
-from cxrlib.report.format import POLICY_NAMES
-from cxrlib.runtime import code_version, version_text
-from cxrlib.runner.pages import Table, display_table, render, write_atomic
+from cxrlib.contract import (COMPARISON_FILE, COMPARISON_MARKDOWN, COMPARISON_PAGE, INDEX_PAGE, ROC_FIGURE,
+                             RUN_LOG_FILE, RUNNER_RECORD_FILE, SEEDS_FILE)
+from cxrlib.files import write_atomic
+from cxrlib.report.format import POLICY_NAMES, Table, display_table, headline_table
+from cxrlib.runtime import version_text
+from cxrlib.runner.pages import render, write_table_page
 
-RECORD_FILE = "runner.json"
-ROC_FIGURE = "roc_curves.png"
-SEEDS_FILE = "seeds.csv"
-COMPARISON_FILE = "comparison.csv"
+# What the index's template links to, by name (the files themselves are named in cxrlib.contract).
+LINKED_FILES = {"comparison_page": COMPARISON_PAGE, "comparison_file": COMPARISON_FILE, "roc_figure": ROC_FIGURE,
+                "run_log": RUN_LOG_FILE, "runner_record": RUNNER_RECORD_FILE}
 # comparison.csv from before the seed study: one row per model, metrics with bootstrap intervals.
 CI_HEADLINE = ("model", "accuracy", "roc_auc", "sensitivity", "specificity", "macro_f1", "threshold")
 SEED_COLUMNS_HIDDEN = ("policy", "is_primary")  # the caption names the policy instead
@@ -89,7 +91,17 @@ def report_links(report_dir: Path, notebooks: dict) -> list[dict]:
 
 def write_record(report_dir: Path, record: dict) -> Path:
     """runner.json: what ran, with which parameters, from which code, how long and how much memory it took."""
-    return write_atomic(report_dir / RECORD_FILE, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    return write_atomic(report_dir / RUNNER_RECORD_FILE, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_comparison_page(report_dir: Path) -> Path | None:
+    """comparison.html: comparison.csv as a page linking the CSV and Markdown files; None without comparison.csv."""
+    table = report_dir / COMPARISON_FILE
+    if not table.is_file():
+        return None
+    downloads = {"CSV": COMPARISON_FILE, **({"Markdown": COMPARISON_MARKDOWN}
+                                           if (report_dir / COMPARISON_MARKDOWN).is_file() else {})}
+    return write_table_page(report_dir / COMPARISON_PAGE, pd.read_csv(table), "Comparison", downloads)
 
 
 def write_index(report_dir: Path, record: dict, description: str) -> Path:
@@ -103,12 +115,12 @@ def write_index(report_dir: Path, record: dict, description: str) -> Path:
     reports = report_links(report_dir, record["notebooks"])
     nav = {"home": None, "profile": record["profile"], "previous": None,
            "next": {"href": reports[0]["href"], "title": reports[0]["title"]} if reports else None}
-    files = {name: (report_dir / name).is_file() for name in ("comparison.html", COMPARISON_FILE, ROC_FIGURE)}
+    present = {key: (report_dir / name).is_file() for key, name in LINKED_FILES.items()}
     compare_report = next((r for r in reports if record["notebooks"][r["stem"]].get("kind") == "compare"), None)
     page = render("index.html.j2", title=f"cxr-compare reports: profile {record['profile']}", nav=nav,
                   record=record, description=description, notes=notes, headline=headline(report_dir),
-                  seeds=seed_table(report_dir), files=files, compare_report=compare_report, reports=reports,
+                  seeds=seed_table(report_dir), names=LINKED_FILES, present=present, compare_report=compare_report, reports=reports,
                   version=version_text(record["code_version"]), duration_text=duration_text,
                   when_text=when_text, parameters={k: value_text(v) for k, v in record["parameters"].items()},
                   overrides={k: value_text(v) for k, v in record["overrides"].items()})
-    return write_atomic(report_dir / "index.html", page)
+    return write_atomic(report_dir / INDEX_PAGE, page)

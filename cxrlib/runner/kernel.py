@@ -7,7 +7,6 @@ from a pipe and logged to ``cxrlib.runner.kernel``: run.log keeps it, the termin
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 from typing import IO
@@ -15,7 +14,7 @@ from typing import IO
 import zmq
 from jupyter_client import AsyncKernelManager
 
-from cxrlib.runner.console import KERNEL_LOG, quiet_environment
+from cxrlib.runner.console import KERNEL_LOG, quiet_environment, tensorflow_environment
 
 # C-level output stays out of the cells (and so out of the reports): the kernel process's stdout goes to our pipe.
 KERNEL_ARGUMENTS = ["--IPKernelApp.capture_fd_output=False"]
@@ -39,8 +38,8 @@ class LoggedKernelManager(AsyncKernelManager):
             self.transport_encryption = "auto"
 
     def environment(self) -> dict[str, str]:
-        """The kernel's environment variables."""
-        return dict(os.environ)
+        """The kernel's environment variables (``ONEDNN_ENV`` where unset)."""
+        return tensorflow_environment()
 
     async def start_kernel(self, **kw) -> None:
         """Start the kernel with its stdout and stderr on a pipe that a thread forwards to the log."""

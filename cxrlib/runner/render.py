@@ -21,9 +21,10 @@ from nbconvert.preprocessors import Preprocessor
 from PIL import Image
 from traitlets import Dict
 
-from cxrlib.contract import REPO_ROOT, repo_relative
+from cxrlib.contract import EXECUTED_DIR, INDEX_PAGE, REPO_ROOT, repo_relative
+from cxrlib.files import write_atomic
 from cxrlib.runner.notebooks import markdown_headings, notebook_title
-from cxrlib.runner.pages import TEMPLATES_DIR, write_atomic
+from cxrlib.runner.pages import TEMPLATES_DIR
 
 REPORT_TEMPLATE = "report"  # templates/report/: nbconvert's lab template plus the header bar and alt texts
 TEXT_MIMETYPES = ("text/plain", "text/html", "text/markdown", "text/latex")
@@ -144,12 +145,12 @@ def render_report(executed: Path, html_path: Path, nav: dict, replacements: dict
 
 
 def render_all(report_dir: Path, profile: str, replacements: dict[str, str]) -> list[Path]:
-    """Render every executed notebook in ``report_dir/executed`` to ``report_dir``, linked in run order."""
-    executed = sorted((report_dir / "executed").glob("*.ipynb"))
+    """Render every executed notebook in ``report_dir/executed/`` to ``report_dir``, linked in run order."""
+    executed = sorted((report_dir / EXECUTED_DIR).glob("*.ipynb"))
     links = [{"href": f"{path.stem}.html", "title": notebook_title(path)} for path in executed]
     pages = []
     for position, path in enumerate(executed):
-        nav = {"home": "index.html", "profile": profile,
+        nav = {"home": INDEX_PAGE, "profile": profile,
                "previous": links[position - 1] if position > 0 else None,
                "next": links[position + 1] if position + 1 < len(links) else None}
         pages.append(render_report(path, report_dir / f"{path.stem}.html", nav, replacements))

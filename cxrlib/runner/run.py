@@ -10,10 +10,11 @@ from pathlib import Path
 
 from jupyter_client.kernelspec import KernelSpecManager
 
-from cxrlib.contract import DATA_ENV_VAR, NOTEBOOKS_DIR, REPORTS_DIR, RUNS_DIR, repo_relative
+from cxrlib.contract import (DATA_ENV_VAR, EXECUTED_DIR, INDEX_PAGE, NOTEBOOKS_DIR, REPORTS_DIR, RUN_LOG_FILE,
+                             RUNNER_RECORD_FILE, RUNS_DIR, repo_relative)
 from cxrlib.runner import KERNEL_NAME, RunError
 from cxrlib.runner.console import Progress, elapsed_text, run_log
-from cxrlib.runner.index import RECORD_FILE, code_version, write_index, write_record
+from cxrlib.runner.index import write_comparison_page, write_index, write_record
 from cxrlib.runner.machine import Machine, look
 from cxrlib.runner.notebooks import (check_profile_is_used, describe_failure, execute, notebook_kind,
                                      notebook_title, parameters_for, select_notebooks)
@@ -21,10 +22,9 @@ from cxrlib.runner.pages import shown_path
 from cxrlib.runner.profiles import expected_duration, load_profile, profile_description, profile_path
 from cxrlib.runner.render import render_all, scrub_map
 from cxrlib.runner.transaction import ReportStaging, RetrainGuard, check_dirs
-from cxrlib.runtime import peak_memory_mb
+from cxrlib.runtime import code_version, peak_memory_mb
 
 log = logging.getLogger("cxrlib.runner")
-LOG_FILE = "run.log"
 
 
 def check_kernel() -> None:
@@ -50,7 +50,7 @@ def execute_all(notebooks: list[Path], work: Path, parameters: dict, runner_para
     """Execute ``notebooks`` in order into ``work/executed``, recording each one's title, kind and timing in
     ``done``; a notebook that fails raises RunError naming it, its cell and the error."""
     for position, notebook in enumerate(notebooks, 1):
-        executed = work / "executed" / notebook.name
+        executed = work / EXECUTED_DIR / notebook.name
         log.info(f"[{position}/{len(notebooks)}] {notebook.stem}")
         tick = time.perf_counter()
         try:
@@ -64,9 +64,11 @@ def execute_all(notebooks: list[Path], work: Path, parameters: dict, runner_para
 
 
 def publish(work: Path, record: dict, replacements: dict[str, str], description: str) -> None:
-    """Render every executed notebook in ``work`` and write runner.json and index.html there."""
+    """Render every executed notebook in ``work`` and write runner.json, comparison.html (when notebook 04 left
+    comparison.csv) and index.html there."""
     render_all(work, record["profile"], replacements)
     write_record(work, record)
+    write_comparison_page(work)
     write_index(work, record, description)
 
 
@@ -79,7 +81,7 @@ def announce(name: str, profile_file: Path, count: int, machine: Machine, report
     log.info(f"profile {name} ({repo_relative(profile_file)}): {count} notebook(s); " +
              (f"expected duration {duration}" if only is None else f"the whole profile takes {duration}; "
               "this run executes only the notebooks chosen with --only"))
-    log.info(f"reports -> {repo_relative(report_dir)} (complete log: {LOG_FILE} there); runs -> {repo_relative(runs)}"
+    log.info(f"reports -> {repo_relative(report_dir)} (complete log: {RUN_LOG_FILE} there); runs -> {repo_relative(runs)}"
              + (" (the previous ones moved aside: --retrain)" if retrain else ""))
 
 
@@ -115,13 +117,13 @@ def run_profile(profile: str, only: list[str] | None = None, reports_dir: Path =
     machine, version, started = machine or look(), code_version(), dt.datetime.now().isoformat(timespec="seconds")
     staging, guard, clock, failure = ReportStaging(report_dir), RetrainGuard(runs), time.perf_counter(), None
     work = staging.begin()
-    with run_log(work / LOG_FILE):
+    with run_log(work / RUN_LOG_FILE):
         announce(name, profile_file, len(notebooks), machine, report_dir, runs, note, retrain, only)
         if retrain:
             guard.begin()
         else:
             guard.recover()
-        previous = work / RECORD_FILE
+        previous = work / RUNNER_RECORD_FILE
         done = json.loads(previous.read_text())["notebooks"] if previous.is_file() else {}
         try:
             execute_all(notebooks, work, parameters, {"profile": name, "runs_dir": str(runs), "report_dir": str(work)},
@@ -143,5 +145,5 @@ def run_profile(profile: str, only: list[str] | None = None, reports_dir: Path =
             failure = failure or RunError(f"rendering the reports failed: {type(err).__name__}: {err}")
     conclude(failure, staging, guard, retrain)
     log.info(f"done in {elapsed_text(record['wall_seconds'])}, peak memory {record['peak_memory_mb']:,} MB "
-             f"(largest notebook kernel): {repo_relative(report_dir / 'index.html')}")
+             f"(largest notebook kernel): {repo_relative(report_dir / INDEX_PAGE)}")
     return report_dir

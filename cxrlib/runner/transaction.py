@@ -12,7 +12,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from cxrlib.contract import REPO_ROOT, repo_relative
+from cxrlib.contract import EXECUTED_DIR, FAILED_SUFFIX, REPO_ROOT, repo_relative
 from cxrlib.runner import RunError
 
 log = logging.getLogger("cxrlib.runner")
@@ -46,7 +46,7 @@ class ReportStaging:
     def __init__(self, final: Path):
         self.final = final
         self.staging = final.with_name(final.name + ".staging")
-        self.failed = final.with_name(final.name + "-failed")
+        self.failed = final.with_name(final.name + FAILED_SUFFIX)
 
     def begin(self) -> Path:
         """A fresh staging copy of the reports (recovering them if a swap was interrupted); return it."""
@@ -57,7 +57,7 @@ class ReportStaging:
         shutil.rmtree(self.staging, ignore_errors=True)
         if self.final.exists():
             shutil.copytree(self.final, self.staging)
-        (self.staging / "executed").mkdir(parents=True, exist_ok=True)
+        (self.staging / EXECUTED_DIR).mkdir(parents=True, exist_ok=True)
         return self.staging
 
     def commit(self) -> None:
@@ -77,7 +77,7 @@ class RetrainGuard:
     def __init__(self, live: Path):
         self.live = live
         self.previous = live.with_name(live.name + ".previous")
-        self.failed = live.with_name(live.name + "-failed")
+        self.failed = live.with_name(live.name + FAILED_SUFFIX)
 
     def recover(self) -> None:
         """Put back run directories that an interrupted --retrain run left aside (its own go to ``-failed``)."""

@@ -12,7 +12,7 @@ from .. import params
 from ..contract import ARCHS, STRATEGIES
 
 # Fields that change how a run is shown or cached, not its result: they may differ when resuming.
-PRESENTATION_FIELDS = ("verbose", "feature_cache_dir", "data_cache", "latency_repeats", "name")
+PRESENTATION_FIELDS = ("verbose", "feature_cache_dir", "data_cache", "latency_repeats", "name", "fit_safeguards")
 # The fields only a TrainConfig has that can be wrong in ways worth reporting before a run starts.
 OWN_FIELDS = {
     "arch": params.Param(str, "backbone architecture", choices=ARCHS),
@@ -66,6 +66,7 @@ class TrainConfig:
     data_cache: str | None = "memory"
     latency_repeats: int = 20
     name: str | None = None
+    fit_safeguards: bool = True  # fit the OOD detector and the calibration after training (a search skips them)
 
     def __post_init__(self):
         self.weights = _plain_weights(self.weights)

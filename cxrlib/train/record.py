@@ -1,4 +1,5 @@
-"""The prediction step and the run record: predictions.csv, the validation-only threshold, latency, run.json.
+"""The prediction step and the run record: predictions.csv, the validation-only threshold, the safeguards
+(OOD detector, calibration), latency, run.json.
 
 The best epoch (validation ROC-AUC) predicts val, the threshold is chosen on val, then test is predicted.
 """
@@ -13,6 +14,7 @@ import pandas as pd
 from .. import evaluate, fastops, models, runtime
 from ..contract import HISTORY_FILE, MODEL_FILE, PREDICTION_COLUMNS, PREDICTIONS_FILE
 from ..data import make_dataset
+from ..ood.fit import fit_safeguards, image_features
 from . import cluster
 from .phases import TrainingRun
 
@@ -25,6 +27,13 @@ def _predict_subset(run: TrainingRun, model: keras.Model, subset: str, from_feat
         return models.head_of(model).predict(pooled, batch_size=batch_size, verbose=0).ravel()
     dataset = make_dataset(run.subsets[subset], run.config.image_size, batch_size, cache=None)
     return model.predict(dataset, verbose=0).ravel()
+
+
+def _features_of(run: TrainingRun, model: keras.Model, from_features: bool):
+    """The best model's pooled features of a subset (for the OOD detector): the frozen-base cache or its images."""
+    if from_features:
+        return lambda name, rows: run.subset_features(model, name, timed=False)
+    return image_features(model, run.config.image_size, run.config.batch_size)
 
 
 def prediction_rows(rows: pd.DataFrame, subset: str, probs: np.ndarray) -> pd.DataFrame:
@@ -49,7 +58,8 @@ def latency_ms(model: keras.Model, image_size: int, repeats: int) -> float:
 
 
 def predict_and_record(run: TrainingRun, model: keras.Model, run_dir: Path) -> dict:
-    """Best epoch's weights -> val predictions -> threshold (val only) -> test predictions -> run.json content.
+    """Best epoch's weights -> val predictions -> threshold (val only) -> test predictions -> OOD detector (fitted on
+    train, threshold on val) and calibration (val) -> run.json content.
 
     `model` is a full model of the run (its layers receive the best weights); `run_dir` is the run
     directory the record names (the chief's, also on workers that write elsewhere).
@@ -69,8 +79,13 @@ def predict_and_record(run: TrainingRun, model: keras.Model, run_dir: Path) -> d
     predictions = pd.concat(predicted, ignore_index=True)
     predictions.to_csv(run.directory / PREDICTIONS_FILE, index=False)
     state.timing["predict"] = time.perf_counter() - started
+    safeguards = {}
+    if config.fit_safeguards:
+        started = time.perf_counter()
+        safeguards = fit_safeguards(_features_of(run, best, from_features), run.subsets, val_probs, run.directory)
+        state.timing["safeguards"] = time.perf_counter() - started
     latency = latency_ms(best, config.image_size, config.latency_repeats)
-    return run_record(run, run_dir, threshold, latency, from_features)
+    return {**run_record(run, run_dir, threshold, latency, from_features), **safeguards}
 
 
 def run_record(run: TrainingRun, run_dir: Path, threshold: float, latency: float, from_features: bool) -> dict:

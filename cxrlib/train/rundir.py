@@ -18,6 +18,7 @@ import pandas as pd
 
 from ..contract import (HISTORY_FILE, LAST_WEIGHTS_FILE, LOGS_DIR, MODEL_FILE, RUN_FILES, RUN_RECORD_FILE,
                         STATE_FILE)
+from ..files import write_atomic
 from .config import TrainConfig, default_result_fields
 
 # The files an epoch commits -> the partial name each is written under first.
@@ -60,10 +61,8 @@ class RunState:
 
 
 def write_json(path: Path, content: dict) -> None:
-    """Write JSON atomically (a kill never leaves half a file)."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(content, indent=2, default=_json_default))
-    os.replace(partial, path)
+    """Write JSON (numpy scalars and paths included) atomically."""
+    write_atomic(path, json.dumps(content, indent=2, default=_json_default))
 
 
 def _json_default(value):
@@ -131,9 +130,7 @@ def truncate_history(run_dir: Path, epochs_done: int) -> None:
     path = run_dir / HISTORY_FILE
     if path.exists() and path.stat().st_size:
         history = pd.read_csv(path)
-        partial = path.with_name(path.name + ".partial")
-        history[history["epoch"] < epochs_done].to_csv(partial, index=False)
-        os.replace(partial, path)
+        write_atomic(path, lambda partial: history[history["epoch"] < epochs_done].to_csv(partial, index=False))
 
 
 def file_stamp(path: Path) -> str:

@@ -12,12 +12,12 @@ sqlite:///file.db) or a journal file path; the default is the search's committed
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 import optuna
 
 from cxrlib.contract import repo_relative
+from cxrlib.quiet import tensorflow_quietly
 
 from . import ledger, recipe, report, results
 from .spec import SearchError, load_search
@@ -33,7 +33,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--storage", help="Optuna storage URL or journal file (default: the search's journal)")
     parser.add_argument("--max-trials", type=int, help="run: stop after this many trials")
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter (errors still show)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # the worker prints one line per trial itself
     try:
         spec = load_search(args.search)
@@ -42,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     storage = ledger.open_storage(spec, args.storage)
     if args.command == "run":
-        from .worker import work  # TensorFlow starts here, not for status or export
+        with tensorflow_quietly():
+            from .worker import work  # TensorFlow starts here, not for status or export
 
-        ran = work(spec, storage, args.max_trials)
+            ran = work(spec, storage, args.max_trials)
         print(f"ran {ran} trial(s)")
     elif args.command == "export":
         written = [results.write_trials(spec, storage), report.write_report(spec, storage)]

@@ -11,7 +11,7 @@ import yaml
 
 from cxrlib.contract import PROFILES_DIR, repo_relative
 from cxrlib.params import check
-from cxrlib.runner.pages import write_atomic
+from cxrlib.files import write_atomic
 
 from . import ledger
 from .spec import SearchSpec

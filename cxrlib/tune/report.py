@@ -12,7 +12,9 @@ import pandas as pd
 from cxrlib import plots
 from cxrlib.backbones import title_of
 from cxrlib.contract import repo_relative
-from cxrlib.runner.pages import display_table, render, transposed, write_atomic
+from cxrlib.files import write_atomic
+from cxrlib.report.format import display_table, transposed
+from cxrlib.runner.pages import render
 
 from . import ledger
 from .results import TRIALS_FILE, trials_frame

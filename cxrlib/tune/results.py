@@ -4,11 +4,12 @@ Read from any storage; nothing here trains or reads images.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
 from optuna.trial import TrialState
+
+from cxrlib.files import write_atomic
 
 from . import ledger
 from .spec import SearchSpec
@@ -43,13 +44,8 @@ def trials_frame(spec: SearchSpec, storage) -> pd.DataFrame:
 
 def write_trials(spec: SearchSpec, storage, directory: Path | None = None) -> Path:
     """Write trials.csv (atomically) into the search's record directory; returns its path."""
-    directory = Path(directory or spec.record_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / TRIALS_FILE
-    partial = path.with_name(f".{path.name}.partial")
-    trials_frame(spec, storage).to_csv(partial, index=False)
-    os.replace(partial, path)
-    return path
+    table = trials_frame(spec, storage)
+    return write_atomic(Path(directory or spec.record_dir) / TRIALS_FILE, lambda partial: table.to_csv(partial, index=False))
 
 
 def status_lines(spec: SearchSpec, storage) -> list[str]:
