@@ -43,12 +43,14 @@ def budget_table(spec: SearchSpec, trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def recipe_table(spec: SearchSpec, storage) -> pd.DataFrame:
-    """One row per searched parameter: the base recipe and each architecture's best configuration."""
+    """One row per searched parameter: the base recipe and each architecture's best configuration (so far, while
+    its search has not used its budget)."""
     columns = {"base recipe": spec.base_recipe()}
     for arch in spec.archs:
         study = ledger.load(spec, storage, arch)
         if study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-            columns[f"{title_of(arch)} tuned"] = ledger.best_values(study)
+            done = ledger.progress(study).counted >= spec.trials_per_arch
+            columns[f"{title_of(arch)} {'tuned' if done else 'best so far'}"] = ledger.best_values(study)
     frame = pd.DataFrame(columns).map(lambda value: f"{value:.4g}" if isinstance(value, float) else str(value))
     return frame.rename_axis("parameter").reset_index()
 
@@ -67,7 +69,7 @@ def seed_table(spec: SearchSpec, trials: pd.DataFrame) -> pd.DataFrame:
         tuned_fresh = reruns[reruns["recipe"] == "tuned"]
         groups = {"base recipe": reruns[reruns["recipe"] == "base"]["value"],
                   "tuned recipe, fresh seeds": tuned_fresh["value"],
-                  "tuned recipe, with the search's best trial": pd.concat(
+                  "tuned recipe, with the search's best trial (so far)": pd.concat(
                       [search.nsmallest(1, "value")["value"], tuned_fresh["value"]])}
         for recipe, values in groups.items():
             if len(values):
