@@ -120,14 +120,13 @@ def duplicate_rerun(study: optuna.Study, trial: FrozenTrial) -> bool:
         for t in study.get_trials(deepcopy=False))
 
 
-def load(spec: SearchSpec, storage, arch: str, reruns: bool = False, sampler=None, pruner=None) -> optuna.Study:
+def load(spec: SearchSpec, storage, arch: str, reruns: bool = False) -> optuna.Study:
     """One architecture's search study (or its reruns), created on first use; minimised."""
     name = spec.study_name(arch, reruns)
     try:
-        return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+        return optuna.load_study(study_name=name, storage=storage)
     except KeyError:  # not created yet (load_if_exists alone would log a create attempt on every call)
-        return optuna.create_study(storage=storage, study_name=name, direction="minimize", load_if_exists=True,
-                                   sampler=sampler, pruner=pruner)
+        return optuna.create_study(storage=storage, study_name=name, direction="minimize", load_if_exists=True)
 
 
 def best_values(study: optuna.Study) -> dict:

@@ -52,9 +52,9 @@ def status_lines(spec: SearchSpec, storage) -> list[str]:
     """Where the search stands, one line per architecture."""
     lines = []
     for arch in spec.archs:
-        search = ledger.progress(ledger.load(spec, storage, arch))
-        reruns = ledger.progress(ledger.load(spec, storage, arch, reruns=True))
         study = ledger.load(spec, storage, arch)
+        search = ledger.progress(study)
+        reruns = ledger.progress(ledger.load(spec, storage, arch, reruns=True))
         pruned = len(study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
         best = min((t.value for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))), default=None)
         best_text = f"best {spec.objective} {best:.4f}" if best is not None else "no complete trial yet"
