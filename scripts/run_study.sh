@@ -22,14 +22,8 @@ if [[ -z "$plan_commit" ]]; then
     echo "error: no commit adds docs/PREREGISTRATION.md; the study runs only from a committed plan" >&2
     exit 1
 fi
-if [[ ! -d "$worktree" ]]; then
-    git worktree add --detach "$worktree" "$plan_commit"
-fi
-if [[ "$(git -C "$worktree" rev-parse HEAD)" != "$plan_commit" ]]; then
-    echo "error: $worktree is not at the plan's commit $plan_commit; remove it (git worktree remove $worktree)" \
-         "or pass another directory" >&2
-    exit 1
-fi
+source scripts/worktree.sh
+pinned_worktree "$worktree" "$plan_commit" "the plan's commit"
 
 for seed in "${seeds[@]}"; do
     if [[ -f "$records/resnet50/seed-$seed/run.json" && -f "$records/densenet121/seed-$seed/run.json" ]]; then

@@ -18,15 +18,13 @@ if [[ -z "$code_commit" ]]; then
     echo "error: $declaration is not committed; a search runs only from a committed declaration" >&2
     exit 1
 fi
-if [[ ! -d "$worktree" ]]; then
-    git worktree add --detach "$worktree" "$code_commit"
-fi
-if [[ "$(git -C "$worktree" rev-parse HEAD)" != "$code_commit" ]]; then
-    echo "error: $worktree is not at $code_commit (the last change of $declaration); remove it" \
-         "(git worktree remove --force $worktree) or pass another directory" >&2
-    exit 1
-fi
+source scripts/worktree.sh
+pinned_worktree "$worktree" "$code_commit" "the last change of $declaration"
 source scripts/ensure_env.sh
+# The pinned code may predate how this repository finds the data: the search reads what this repository's
+# cxrlib finds (data_dir > CXR_DATA_DIR > data/chest_xray > the shared copy beside the repository > download).
+CXR_DATA_DIR="${CXR_DATA_DIR:-$("$CXR_PYTHON" -c 'from cxrlib import data; print(data.locate_data())')}"
+export CXR_DATA_DIR
 mkdir -p "$record"
 tune() {  # the worktree's cxrlib (python -m runs the package of the current directory) on this repository's record
     (cd "$worktree" && "$CXR_PYTHON" -m cxrlib.tune "$@" --storage "$repo/$record/journal.log")
