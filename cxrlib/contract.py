@@ -16,6 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 PROFILES_DIR = REPO_ROOT / "profiles"
 SEARCHES_DIR = REPO_ROOT / "searches"  # hyperparameter search declarations (cxrlib.tune)
+STUDIES_DIR = REPO_ROOT / "studies"  # study plans as data (cxrlib.plan): seeds, policy, decision rule, expectations
 REPORTS_DIR = REPO_ROOT / "reports"
 RUNS_DIR = REPO_ROOT / "runs"
 DATA_ENV_VAR = "CXR_DATA_DIR"
@@ -105,6 +106,8 @@ COMPARISON_FILE = "comparison.csv"  # one row per model: mean/SD/min/max across 
 COMPARISON_MARKDOWN = "comparison.md"
 COMPARISON_PAGE = "comparison.html"  # the runner's page of comparison.csv
 SEEDS_FILE = "seeds.csv"  # one row per model, seed and threshold policy (notebook 04)
+STUDY_FILE = "study.json"  # the study plan's decision and expectations as measured (notebook 04, for the index)
+SEED_PAIRS_FIGURE = "seed_pairs.png"  # each replicate's paired values and the paired difference (notebook 04)
 ROC_FIGURE = "roc_curves.png"  # notebook 04's ROC curves, shown on the index
 
 # --- console ---------------------------------------------------------------------------------------

@@ -154,7 +154,7 @@ def predict_labels(probs, threshold: float) -> np.ndarray:
 
 
 def classification_report_frame(y_true, probs, threshold: float) -> pd.DataFrame:
-    """The reference study's table: per-class precision/recall/F1/support, accuracy, macro and weighted avg."""
+    """The published paper's table: per-class precision/recall/F1/support, accuracy, macro and weighted avg."""
     y_true, probs = check_binary_inputs(y_true, probs, "classification_report_frame")
     report = classification_report(y_true, predict_labels(probs, threshold), labels=[0, 1],
                                    target_names=list(CLASS_NAMES), output_dict=True, zero_division=np.nan)

@@ -154,7 +154,7 @@ PARAMETERS: dict[str, Param] = {
     "finetune_learning_rate": Param(float, "learning rate of the fine-tuning phase", low=1e-8, high=1.0),
     "weights": WeightsParam(str, "backbone initialisation: from scratch, ImageNet, or your own file per backbone",
                             nullable=True),
-    "train_base": Param(bool, "train the backbone in the first phase (false: head only, the reference protocol)"),
+    "train_base": Param(bool, "train the backbone in the first phase (false: head only, the published protocol)"),
     "head_units": Param(int, "units of the Dense layer of the head (reference: 1024)", low=1, high=65536),
     "dropout": Param(float, "dropout before the output layer", low=0.0, high=0.95),
     "augment": Param(bool, "random rotation, zoom, shift, brightness and contrast jitter during training"),
@@ -174,7 +174,7 @@ PARAMETERS: dict[str, Param] = {
     "n_boot": Param(int, "bootstrap resamples for confidence intervals (>= 1000 for reported CIs)",
                     low=10, high=100000),
     "n_examples": Param(int, "images per class in sample and Grad-CAM grids", low=1, high=32),
-    "seed": Param(int, "random seed of this notebook's sampling (split shown, examples, bootstrap)", low=0,
+    "seed": Param(int, "random seed of this notebook's sampling (examples, bootstrap, baselines)", low=0,
                   high=2**31 - 1),
     "seeds": SeedsParam(list, "one replicate per seed: training seed (initialisation, order, augmentation, "
                         "dropout) and, unless split_seed is set, the seed of the patient split"),
@@ -183,6 +183,8 @@ PARAMETERS: dict[str, Param] = {
                         high=2**31 - 1, nullable=True),
     "focus_seed": Param(int, "the replicate shown image by image (curves, disagreements, Grad-CAM); null: the "
                         "smallest seed found", low=0, high=2**31 - 1, nullable=True),
+    "study": Param(str, "the study plan (studies/<name>.yaml) the compared records belong to: its seeds and policy "
+                   "are checked, its decision and expectations reported; null: no plan", nullable=True),
     "recipes": RecipesParam(dict, "per-architecture training recipes that override the values above for one model "
                             "(a tuned profile, written by python -m cxrlib.tune export)", nullable=True),
     "verbose": Param(int, "Keras training output: 1 progress bar (interactive), 2 one line per epoch (batch), "
@@ -205,10 +207,11 @@ TRAIN_PARAMETERS = ("profile", "data_dir", "runs_dir", "report_dir", *TRAIN_CONF
                     "split_seed", "subsample_per_class", "val_fraction", "n_boot", "n_examples")
 # The parameters each kind of notebook declares in its `parameters` cell (tests/test_notebooks.py checks).
 NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
-    "explore": ("profile", "data_dir", "subsample_per_class", "val_fraction", "n_examples", "seed"),
+    "explore": ("profile", "data_dir", "subsample_per_class", "val_fraction", "seeds", "split_seed", "n_examples",
+                "seed"),
     "train": TRAIN_PARAMETERS,
     "compare": ("profile", "data_dir", "runs_dir", "report_dir", "threshold_policy", "youden_delta", "target_sensitivity",
-                "focus_seed", "n_boot", "n_examples", "seed"),
+                "focus_seed", "study", "n_boot", "n_examples", "seed"),
 }
 
 

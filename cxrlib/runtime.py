@@ -56,6 +56,13 @@ def cpu_kind() -> str:
     return f"{cpu_model()} ({widest})"
 
 
+def recorded_cpu(device: dict) -> str:
+    """The CPU a run.json ``device`` entry names, as ``cpu_kind`` would: 'AMD EPYC (avx512_bf16)', or the model
+    alone when the record lists no bf16 extension."""
+    bf16 = device.get("cpu_bf16") or []
+    return f"{device.get('cpu', 'unknown CPU')} ({', '.join(bf16)})" if bf16 else str(device.get("cpu", "unknown CPU"))
+
+
 def gpu_details() -> list[dict]:
     """Name and compute capability of each visible GPU (listing does not initialise the devices)."""
     import tensorflow as tf
@@ -142,16 +149,32 @@ def describe_environment() -> dict:
     }
 
 
+def _git(repo: Path, *args: str) -> str:
+    """git's stdout in ``repo``; GIT_OPTIONAL_LOCKS=0: only look, never refresh the repository's index."""
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30, check=True,
+                          env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"}).stdout.strip()
+
+
 def code_version(repo: Path = REPO_ROOT) -> dict:
     """The commit the repository is at and whether tracked files differ from it (taken when a run starts)."""
-    def git(*args: str) -> str:  # GIT_OPTIONAL_LOCKS=0: only look, never refresh the repository's index
-        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=30, check=True,
-                              env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"}).stdout.strip()
     try:
-        return {"commit": git("rev-parse", "--short", "HEAD"),
-                "modified": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        return {"commit": _git(repo, "rev-parse", "--short", "HEAD"),
+                "modified": bool(_git(repo, "status", "--porcelain", "--untracked-files=no"))}
     except (OSError, subprocess.SubprocessError):
         return {"commit": "unknown", "modified": False}
+
+
+def adding_commit(path: str, repo: Path = REPO_ROOT) -> dict | None:
+    """The commit that first added ``path`` (a plan: it must predate the runs it governs): short hash and date;
+    None when git or the history is unavailable (e.g. a shallow clone without it)."""
+    try:
+        lines = _git(repo, "log", "--diff-filter=A", "--format=%h %ad", "--date=short", "--", path).splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if not lines:
+        return None
+    commit, date = lines[-1].split()
+    return {"commit": commit, "date": date}
 
 
 def version_text(version: dict) -> str:

@@ -32,13 +32,7 @@ tune() {  # the worktree's cxrlib (python -m runs the package of the current dir
 commit_record() {
     tune export "$search" > /dev/null
     cp "$worktree/$record/trials.csv" "$record/trials.csv"
-    git add "$record/journal.log" "$record/trials.csv"
-    if git diff --cached --quiet -- "$record"; then return 0; fi
-    for attempt in 1 2 3 4 5; do  # another git command may hold the index lock for a moment
-        if git commit -q -m "$1" -- "$record/journal.log" "$record/trials.csv"; then return 0; fi
-        sleep 10
-    done
-    echo "warning: could not commit the record; it stays in $record for the next commit" >&2
+    commit_paths "$1" "$record/journal.log" "$record/trials.csv"
 }
 
 while true; do

@@ -63,6 +63,15 @@ def test_load_run_reads_the_contract(tmp_path):
     assert (run.test["pred"] == (run.test["prob"] >= run.threshold)).all()
 
 
+def test_load_run_names_images_relative_to_the_data_root_and_joins_a_given_root(tmp_path):
+    run_dir = write_run(tmp_path / "run")  # the fake record holds another machine's absolute paths (/data/...)
+    relative = compare.load_run(run_dir)
+    assert relative.test["path"].iloc[0] == "test/PNEUMONIA/img000.jpeg"
+    joined = compare.load_run(run_dir, tmp_path / "chest_xray")
+    assert joined.test["path"].iloc[0] == str(tmp_path / "chest_xray" / "test" / "PNEUMONIA" / "img000.jpeg")
+    assert joined.test["prob"].equals(relative.test["prob"])
+
+
 @pytest.mark.parametrize("damage, message", [
     (lambda d: (d / "predictions.csv").unlink(), "predictions.csv is missing"),
     (lambda d: (d / "run.json").write_text("{not json"), "run.json is not valid JSON"),

@@ -69,7 +69,7 @@ def test_source_falls_back_to_the_parameters_cell_for_unknown_profiles():
 def test_notebook_parameters_collects_declared_names_and_requires_all():
     names = NOTEBOOK_PARAMETERS["compare"]
     namespace = {"profile": "smoke", "data_dir": None, "runs_dir": "r", "report_dir": "d", "threshold_policy": "fixed",
-                 "youden_delta": 0.02, "target_sensitivity": 0.95, "focus_seed": None, "n_boot": 100,
+                 "youden_delta": 0.02, "target_sensitivity": 0.95, "focus_seed": None, "study": None, "n_boot": 100,
                  "n_examples": 2, "seed": 0, "unrelated": object()}
     assert set(notebook_parameters(namespace, "compare")) == set(names)
     del namespace["n_boot"]

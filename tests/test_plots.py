@@ -159,13 +159,30 @@ def test_images_per_patient_histogram_counts_patients_of_one_split(tree_images):
     assert [text.get_text() for text in ax.get_legend().get_texts()] == ["NORMAL", "PNEUMONIA"]
 
 
-def test_image_sizes_plot_one_point_per_image_in_class_colours(tree_images):
-    ax = plots.plot_image_sizes(tree_images).axes[0]
-    normal, pneumonia = ax.collections
-    assert len(normal.get_offsets()) == len(pneumonia.get_offsets()) == 18
-    assert {tuple(point) for point in normal.get_offsets()} == {(44.0, 40.0)}
-    assert matplotlib.colors.to_hex(pneumonia.get_facecolor()[0]) == matplotlib.colors.to_hex(
-        plots.CLASS_COLORS["PNEUMONIA"])
+def test_image_sizes_plot_one_dot_per_distinct_size_coloured_by_its_count(tree_images, tmp_path):
+    sizes = tree_images.assign(width=44, height=40)
+    sizes.loc[sizes.index[:3], ["width", "height"]] = [50, 60]  # 3 NORMAL images at a rare size
+    figure = plots.plot_image_sizes(sizes, save_to=tmp_path / "sizes.png")
+    normal, pneumonia = figure.axes[:2]
+    assert [ax.get_title() for ax in (normal, pneumonia)] == ["NORMAL (18 images)", "PNEUMONIA (18 images)"]
+    dots = normal.collections[0]
+    assert sorted(map(tuple, dots.get_offsets().tolist())) == [(44.0, 40.0), (50.0, 60.0)]
+    assert sorted(dots.get_array().tolist()) == [3, 15]  # the colour encodes how many images share the size
+    assert [text.get_text() for text in normal.texts] == ["44×40: 15"]  # the frequent size, labelled
+    assert [text.get_text() for text in pneumonia.texts] == ["44×40: 18"]
+    assert isinstance(dots.norm, matplotlib.colors.LogNorm) and dots.norm.vmax == 18
+    assert figure.axes[-1].get_ylabel() == "images at this size (log scale)"
+    assert (tmp_path / "sizes.png").stat().st_size > 0
+
+
+def test_black_pixel_maps_show_one_panel_per_class_on_one_scale():
+    maps = {"PNEUMONIA": np.full((4, 4), 0.25), "NORMAL": np.eye(4)}
+    figure = plots.plot_black_pixel_maps(maps)
+    normal, pneumonia = figure.axes[:2]
+    assert [normal.get_title(), pneumonia.get_title()] == ["NORMAL", "PNEUMONIA"]
+    assert (normal.images[0].get_array() == np.eye(4)).all()
+    assert normal.images[0].get_clim() == pneumonia.images[0].get_clim() == (0, 1)
+    assert figure.axes[-1].get_ylabel() == "share of images black here"
 
 
 def test_sample_images_show_one_row_per_class_at_the_stored_size(tree_images, tmp_path):

@@ -55,3 +55,18 @@ def test_pinned_worktree_refuses_a_directory_at_another_commit(two_commits, tmp_
     assert f"is not at the plan's commit ({second})" in refused.stderr
     assert f"git worktree remove --force {worktree}" in refused.stderr
     assert git(worktree, "rev-parse", "HEAD") == first  # left as it was
+
+
+def test_commit_paths_commits_only_the_named_files(two_commits):
+    repo, *_ = two_commits
+    (repo / "record.csv").write_text("seed,value\n1,0.9\n")
+    (repo / "plan.md").write_text("an unrelated edit")
+    (repo / "staged.txt").write_text("staged by someone else")
+    git(repo, "add", "staged.txt")
+    script = f'set -euo pipefail; source "{HELPER}"; commit_paths "records of seed 1" record.csv'
+    subprocess.run(["bash", "-c", script], cwd=repo, check=True)
+    assert git(repo, "log", "-1", "--format=%s") == "records of seed 1"
+    assert git(repo, "show", "--name-only", "--format=", "HEAD").split() == ["record.csv"]
+    assert {line.strip() for line in git(repo, "status", "--porcelain").splitlines()} == {"M plan.md", "A  staged.txt"}
+    subprocess.run(["bash", "-c", script], cwd=repo, check=True)  # nothing new: no empty commit
+    assert git(repo, "rev-list", "--count", "HEAD") == "3"

@@ -71,7 +71,7 @@ def test_run_directory_follows_the_contract(two_phase_run, tiny):
     assert list(predictions.columns) == list(PREDICTION_COLUMNS)
     for subset in ("val", "test"):
         rows = predictions[predictions["subset"] == subset]
-        assert rows["path"].tolist() == frame.loc[frame["subset"] == subset, "path"].tolist()
+        assert rows["path"].tolist() == frame.loc[frame["subset"] == subset, "relpath"].tolist()  # machine-free
     assert predictions["prob"].between(0, 1).all()
     assert record["best_epoch"] == int(history["val_auc"].idxmax())
     assert record["params"]["non_trainable"] + record["params"]["trainable"] == record["params"]["total"] == 25_686_913

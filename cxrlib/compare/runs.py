@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cxrlib import evaluate
+from cxrlib.data.index import relpath_from_path
 from cxrlib.params import RECIPE_PARAMETERS
 from cxrlib.contract import (ARCHS, HISTORY_COLUMNS, HISTORY_FILE, PREDICTION_COLUMNS, PREDICTIONS_FILE,
                              REPLICATE_PREFIX, RUN_RECORD_FILE, targets_of)
@@ -86,11 +87,15 @@ def _check_predictions(predictions: pd.DataFrame, source: Path | str) -> pd.Data
     if duplicated.any():
         raise ValueError(f"{source}: {duplicated.sum()} duplicated (subset, path) rows, "
                          f"e.g. {predictions.loc[duplicated, 'path'].iloc[0]}")
-    return predictions.assign(target=predictions["target"].astype(int))
+    return predictions.assign(target=predictions["target"].astype(int), path=predictions["path"].map(relpath_from_path))
 
 
-def load_run(run_dir: str | Path) -> Run:
-    """Read a run directory (run.json, predictions.csv, history.csv) into a ``Run``."""
+def load_run(run_dir: str | Path, data_root: str | Path | None = None) -> Run:
+    """Read a run directory (run.json, predictions.csv, history.csv) into a ``Run``.
+
+    Prediction ``path``s name images relative to the data root (``split/label/file``, whatever machine wrote the
+    record); with ``data_root`` they are joined to it, so the images can be opened.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist; train the model first (cxrlib.train)")
@@ -101,6 +106,8 @@ def load_run(run_dir: str | Path) -> Run:
                          "chosen on the validation rows")
     predictions = _check_predictions(_read_csv(run_dir / PREDICTIONS_FILE, PREDICTION_COLUMNS),
                                      run_dir / PREDICTIONS_FILE)
+    if data_root is not None:
+        predictions["path"] = [str(Path(data_root) / relpath) for relpath in predictions["path"]]
     history = _read_csv(run_dir / HISTORY_FILE, HISTORY_COLUMNS)
     return Run(name=info.get("name", run_dir.name), arch=info.get("arch", run_dir.name), info=info,
                predictions=predictions, threshold=float(threshold_info["value"]), history=history,
@@ -141,18 +148,19 @@ def _protocol_differences(runs: Sequence[Run]) -> dict[str, set]:
     return differ
 
 
-def load_runs(runs_dir: str | Path) -> list[Run]:
+def load_runs(runs_dir: str | Path, data_root: str | Path | None = None) -> list[Run]:
     """Every finished run under ``runs_dir``, ordered by seed then model, checked to form one comparison.
 
     All runs must come from the same data (data_fingerprint) and the same training settings apart from the seeds
     (and, across architectures, their per-architecture recipes: cxrlib.params.RECIPE_PARAMETERS);
     the runs of one seed must share their validation split (checked where run.json records split_fingerprint).
+    ``data_root``: as in ``load_run``.
     """
     run_dirs = find_run_dirs(runs_dir)
     if not run_dirs:
         raise FileNotFoundError(f"no finished run ({RUN_RECORD_FILE}) under {runs_dir}; train the models first, e.g. "
                                 "./run_all.sh --profile smoke --only 02 --only 03")
-    runs = [load_run(run_dir) for run_dir in run_dirs]
+    runs = [load_run(run_dir, data_root) for run_dir in run_dirs]
     fingerprints = {run.info.get("data_fingerprint") for run in runs}
     if len(fingerprints) > 1:
         raise ValueError(f"the runs under {runs_dir} were trained on different data (data fingerprints "

@@ -12,7 +12,7 @@ from cxrlib.contract import model_of
 from .runs import Run, aligned_subset
 
 CI_COLUMNS = ("accuracy", "roc_auc", "sensitivity", "specificity", "f1_macro")
-# The reference study's names for the macro averages, used as the results table's column names.
+# The published paper's names for the macro averages, used as the results table's column names.
 TABLE_NAMES = {"precision_macro": "macro_precision", "recall_macro": "macro_recall", "f1_macro": "macro_f1"}
 
 
@@ -27,7 +27,7 @@ def evaluate_run(run: Run, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
 
 
 def classification_report(run: Run, threshold: float | None = None) -> pd.DataFrame:
-    """The reference study's per-class report on test, at the chosen threshold unless one is given."""
+    """The published paper's per-class report on test, at the chosen threshold unless one is given."""
     test = run.test
     return evaluate.classification_report_frame(test["target"], test["prob"],
                                                 run.threshold if threshold is None else threshold)
@@ -49,7 +49,7 @@ def _run_facts(run: Run) -> dict:
 
 
 def results_table(runs: Sequence[Run], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """One row per model: the reference study's columns plus AUC/sensitivity/specificity with 95% CIs.
+    """One row per model: the published paper's columns plus AUC/sensitivity/specificity with 95% CIs.
 
     Threshold metrics use each run's validation-chosen threshold; ``*_at_0.5`` columns give the default.
     CIs resample test patients within class (``n_test_patients`` of them), each with all its images.

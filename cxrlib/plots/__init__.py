@@ -11,25 +11,30 @@ One module per job; callers use the names re-exported here (``plots.plot_roc_cur
 - ``evaluation``: confusion matrices, ROC, precision-recall, calibration (also the score's Platt calibration on
   validation) and metrics vs threshold;
 - ``images``: image grids with predictions, confident errors, stored samples and pixel-intensity histograms;
-- ``data``: data-exploration figures (class counts, images per patient, image sizes, label rate by group);
-- ``search``: a hyperparameter search's history, parameter importances and quality against CPU time.
+- ``data``: data-exploration figures (class counts, images per patient, image sizes, label rate by group,
+  where images are black);
+- ``search``: a hyperparameter search's history, parameter importances and quality against CPU time;
+- ``study``: a study's replicates, paired, with the interval of their differences.
 """
-from .data import plot_class_counts, plot_image_sizes, plot_images_per_patient, plot_label_rate_by_group
+from .data import (plot_black_pixel_maps, plot_class_counts, plot_image_sizes, plot_images_per_patient,
+                   plot_label_rate_by_group)
 from .evaluation import (plot_calibration, plot_confusion_matrices, plot_pr_curves, plot_roc_curves,
                          plot_score_calibration, plot_threshold_metrics)
 from .images import (default_loader, display_image, plot_confident_errors, plot_intensity_histograms,
                      plot_sample_images, plot_sample_predictions, read_stored_image)
 from .search import plot_importances, plot_quality_vs_cost, plot_search_history
+from .study import plot_seed_pairs
 from .style import (CLASS_COLORS, KNOWN_MODELS, PALETTE, RIGHT, SAVE_DPI, STYLE, WRONG, finish, label, model_color,
                     new_figure, styled)
 from .training import HISTORY_METRICS, plot_history
 
 __all__ = [
     "CLASS_COLORS", "HISTORY_METRICS", "KNOWN_MODELS", "PALETTE", "RIGHT", "SAVE_DPI", "STYLE", "WRONG",
-    "default_loader", "display_image", "finish", "label", "model_color", "new_figure", "plot_calibration",
+    "default_loader", "display_image", "finish", "label", "model_color", "new_figure", "plot_black_pixel_maps",
+    "plot_calibration",
     "plot_class_counts", "plot_confident_errors", "plot_confusion_matrices", "plot_history", "plot_image_sizes",
     "plot_images_per_patient", "plot_importances", "plot_intensity_histograms", "plot_label_rate_by_group", "plot_pr_curves",
-    "plot_quality_vs_cost", "plot_roc_curves", "plot_sample_images", "plot_sample_predictions", "plot_score_calibration",
+    "plot_quality_vs_cost", "plot_roc_curves", "plot_sample_images", "plot_sample_predictions", "plot_score_calibration", "plot_seed_pairs",
     "plot_search_history",
     "plot_threshold_metrics",
     "read_stored_image", "styled",

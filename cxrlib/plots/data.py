@@ -1,4 +1,5 @@
-"""Data-exploration figures from the dataset index: class counts, images per patient, image sizes, label rate by group."""
+"""Data-exploration figures from the dataset index: class counts, images per patient, image sizes, label rate by
+group, where images are black."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +7,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
+from cxrlib.contract import CLASS_NAMES
+from cxrlib.data.audit import frequent_sizes, size_name
 from cxrlib.data.summary import images_per_patient
 
 from .style import CLASS_COLORS, PALETTE, finish, new_figure, styled
@@ -43,13 +47,27 @@ def plot_images_per_patient(images: pd.DataFrame, split: str = "train", save_to:
 
 @styled
 def plot_image_sizes(images: pd.DataFrame, save_to: str | Path | None = None) -> Figure:
-    """Scatter of stored width vs height, one point per image, coloured by class."""
-    figure, axes = new_figure(size=(5.0, 4.0))
-    ax = axes[0, 0]
-    for label, group in images.groupby("label"):
-        ax.scatter(group["width"], group["height"], s=6, alpha=0.4, color=CLASS_COLORS[label], label=label)
-    ax.set(title="Image sizes by class", xlabel="width (px)", ylabel="height (px)")
-    ax.legend()
+    """One panel per class: a dot per distinct stored width x height, coloured by its number of images (log scale,
+    one scale for both panels); the frequent sizes (``audit.frequent_sizes``) labelled with their count."""
+    counts = images.groupby(["label", "width", "height"]).size().rename("images").reset_index()
+    labels = [label for label in CLASS_NAMES if label in set(counts["label"])]
+    norm = LogNorm(vmin=1, vmax=max(2, int(counts["images"].max())))
+    figure, axes = new_figure(1, len(labels), size=(4.6, 3.8), sharex=True, sharey=True)
+    frequent = frequent_sizes(images).index
+    for ax, label in zip(axes[0], labels):
+        part = counts[counts["label"] == label].sort_values("images")  # the largest counts drawn on top
+        dots = ax.scatter(part["width"], part["height"], c=part["images"], norm=norm, cmap="viridis", s=14,
+                          edgecolors="none")
+        for k, (width, height) in enumerate(frequent):  # labels below right, larger sizes higher: no lines cross
+            shown = part[(part["width"] == width) & (part["height"] == height)]["images"]
+            if len(shown):
+                ax.annotate(f"{size_name(width, height)}: {int(shown.iloc[0]):,}", (width, height), fontsize=9,
+                            xytext=(40, -28 - 16 * (len(frequent) - 1 - k)), textcoords="offset points",
+                            va="center", ha="left", arrowprops={"arrowstyle": "-", "color": "0.4", "lw": 0.8})
+        ax.set(title=f"{label} ({part['images'].sum():,} images)", xlabel="width (px)")
+    axes[0, 0].set_ylabel("height (px)")
+    figure.colorbar(dots, ax=axes[0, -1], label="images at this size (log scale)")
+    figure.suptitle("Stored image sizes by class")
     return finish(figure, save_to)
 
 
@@ -67,4 +85,17 @@ def plot_label_rate_by_group(rates: pd.DataFrame, save_to: str | Path | None = N
         part = rates[rates["split"] == split].set_index("group").reindex(groups).dropna(subset=["images"])
         ax.bar_label(bars, labels=[f"n={int(n):,}" for n in part["images"]], fontsize=8)
     ax.set(title="Share of NORMAL images by stored size", xlabel="geometry group", ylabel="NORMAL share", ylim=(0, 1))
+    return finish(figure, save_to)
+
+
+@styled
+def plot_black_pixel_maps(maps: dict[str, np.ndarray], save_to: str | Path | None = None) -> Figure:
+    """One panel per class: where images are exactly black (``cxrlib.data.black_pixel_maps``), 0..1 of images."""
+    labels = [label for label in CLASS_NAMES if label in maps]
+    figure, axes = new_figure(1, len(labels), size=(3.2, 3.2))
+    for ax, label in zip(axes[0], labels):
+        shown = ax.imshow(maps[label], vmin=0, vmax=1, cmap="magma_r")
+        ax.set(title=label, xticks=[], yticks=[])
+    figure.colorbar(shown, ax=axes[0, -1], label="share of images black here")
+    figure.suptitle("Where pixels are exactly 0 (each image stretched to a square)")
     return finish(figure, save_to)

@@ -7,20 +7,23 @@ threshold is set on validation by the pre-registered policy; intervals resample 
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from IPython.display import Markdown, display
 
-from cxrlib import compare, data, explain, models, plots, runtime, study
+from cxrlib import bootstrap, compare, data, explain, models, plan, plots, runtime, study
 from cxrlib.contract import (ARCHS, COMPARISON_FILE, COMPARISON_MARKDOWN, HEADLINE_METRICS, MODEL_FILE, PROFILES_DIR,
-                             RECORDS_DIR, ROC_FIGURE, SEEDS_FILE, model_of, replicate_dir, repo_relative)
+                             RECORDS_DIR, ROC_FIGURE, SEED_PAIRS_FIGURE, SEEDS_FILE, STUDY_FILE, model_of,
+                             replicate_dir, repo_relative)
 from cxrlib.files import write_atomic
 from cxrlib.data import audit
 from cxrlib.params import notebook_parameters, policy_kwargs
 from cxrlib.report import discussion
-from cxrlib.report.format import POLICY_NAMES, headline_table, model_title, readable, with_interval
+from cxrlib.report.format import (NAMES, POLICY_NAMES, display_table, headline_table, is_missing, mean_sd_range,
+                                  model_title, number, readable, with_interval)
 from cxrlib.report.training import shown_parameters
 
 # Settings shown side by side for every model (a difference between models would show here).
@@ -37,6 +40,7 @@ class ComparisonSetup:
     runs: list[compare.Run]  # models and ensembles, every seed, thresholds by the pre-registered policy
     merged_rows: int
     focus_seed: int
+    plan: plan.StudyPlan | None  # the study plan the records belong to (parameter `study`), if any
 
     def policy_kwargs(self) -> dict:
         """The parameters of the threshold policies, as the profile fixed them."""
@@ -66,20 +70,27 @@ def setup(namespace: dict) -> ComparisonSetup:
         raise FileNotFoundError(f"no run records in {repo_relative(records)}: train the models first, e.g. "
                                 f"./run_all.sh --profile {profile} --only 02 --only 03 (or run notebooks 2 and 3 "
                                 "with this report_dir)")
-    runs = compare.load_runs(records)
-    index = data.scan_dataset(data.locate_data(params["data_dir"]))
+    data_root = data.locate_data(params["data_dir"])
+    runs = compare.load_runs(records, data_root)
+    index = data.scan_dataset(data_root)
     runs, dropped = compare.merge_duplicates(runs, index.images)
     with_ensembles = study.add_seed_ensembles(runs)
     runs = [compare.with_policy(run, params["threshold_policy"], **policy_kwargs(params)) for run in with_ensembles]
     seeds = sorted({run.seed for run in runs})
-    focus = params["focus_seed"] if params["focus_seed"] is not None else seeds[0]
+    study_plan = plan.load_plan(params["study"]) if params["study"] else None
+    if study_plan:
+        plan.check_runs(study_plan, seeds, params["threshold_policy"])
+    default_focus = study_plan.focus_seed if study_plan else seeds[0]
+    focus = params["focus_seed"] if params["focus_seed"] is not None else default_focus
     if focus not in seeds:
         raise ValueError(f"focus_seed = {focus} has no runs in {repo_relative(records)} (seeds: {seeds}); set "
                          "focus_seed to one of them or null")
     print(f"parameters: {shown_parameters(params)}")
     print("versions:", ", ".join(f"{lib} {version}" for lib, version in runtime.library_versions().items()))
     print(f"run records: {repo_relative(records)}; data fingerprint (all runs): {runs[0].info['data_fingerprint']}")
-    return ComparisonSetup(params, index, runs, len(dropped), focus)
+    if study_plan:
+        print(f"study plan: studies/{study_plan.name}.yaml ({study_plan.document})")
+    return ComparisonSetup(params, index, runs, len(dropped), focus, study_plan)
 
 
 def runs_section(setup: ComparisonSetup) -> None:
@@ -87,12 +98,37 @@ def runs_section(setup: ComparisonSetup) -> None:
     found = pd.DataFrame({"model": [model_of(run.arch, run.name) for run in setup.runs], "seed": [run.seed for run in setup.runs]})
     seeds = found.groupby("model", sort=False)["seed"].agg(lambda values: ", ".join(map(str, sorted(values))))
     display(readable(seeds.reset_index().rename(columns={"seed": "seeds found"})))
+    images = setup.index.images
+    children = images.loc[images["split"] == "test", "patient_id"].nunique()
+    merged_children = setup.runs[0].test["patient_id"].nunique()
     display(Markdown(discussion.randomised_sources(setup.runs) + f" Byte-identical test images count once: "
-                     f"{setup.merged_rows} duplicate rows merged per run."))
+                     f"{setup.merged_rows} duplicate rows merged per run, leaving {len(setup.runs[0].test)} test "
+                     f"images of {merged_children} children (the folder holds {children} children; a child whose "
+                     "only images duplicate another child's is counted with that child). Every patient-level "
+                     f"interval resamples these {merged_children} children."))
+    recorded = sorted({str(run.info["threshold"].get("policy")) for run in setup.runs if run.arch in ARCHS})
+    policy = setup.params["threshold_policy"]
+    if recorded != [policy]:
+        display(Markdown(f"Each run.json records the threshold its training code chose by "
+                         f"{', '.join(POLICY_NAMES.get(name, name) for name in recorded)}; this report does not use "
+                         f"it: every run is scored at the pre-registered policy ({POLICY_NAMES[policy]})."))
     trained = {run.name: run for run in setup.runs if run.arch in ARCHS}
     settings = pd.DataFrame({model_title(name): [str(run.info["config"].get(key)) for key in SETTINGS]
                              for name, run in trained.items()}, index=list(SETTINGS))
     display(readable(settings.reset_index(names="setting")))
+    display(Markdown("**Where and how long each replicate trained** (training time of each model, from its run.json):"))
+    display(readable(replicate_costs(setup.runs), digits=1))
+
+
+def replicate_costs(runs: list[compare.Run]) -> pd.DataFrame:
+    """Per replicate: the CPU(s) its models trained on and each model's training time in minutes."""
+    rows = []
+    for seed, seed_runs in study.runs_by_seed([run for run in runs if run.arch in ARCHS]).items():
+        cpus = sorted({runtime.recorded_cpu(run.info.get("device", {})) for run in seed_runs})
+        rows.append({"seed": seed, "CPU": ", ".join(cpus),
+                     **{f"{model_title(run.name)} training (min)": run.info["timing"]["training"] / 60
+                        for run in seed_runs}})
+    return pd.DataFrame(rows)
 
 
 def study_section(setup: ComparisonSetup) -> dict[str, pd.DataFrame]:
@@ -113,7 +149,55 @@ def study_section(setup: ComparisonSetup) -> dict[str, pd.DataFrame]:
     write_atomic(report_dir / COMPARISON_MARKDOWN, comparison.to_markdown(index=False, floatfmt=".4g") + "\n")
     write_atomic(report_dir / SEEDS_FILE, lambda partial: tables["per_seed"].to_csv(partial, index=False))
     display(readable(headline_table(comparison)))
+    if setup.plan:
+        plan_section(setup, tables)
+    else:
+        (report_dir / STUDY_FILE).unlink(missing_ok=True)  # an earlier plan's decision must not outlive its records
+        (report_dir / SEED_PAIRS_FIGURE).unlink(missing_ok=True)
     return tables
+
+
+def plan_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> None:
+    """The plan's decision in one sentence, the figure of the replicates, and every expectation stated in advance,
+    met or not; writes them (study.json, seed_pairs.png) for the index."""
+    study_plan, report_dir = setup.plan, Path(setup.params["report_dir"])
+    lead, details = discussion.decision(study_plan, tables["difference_summary"])
+    display(Markdown(f"**{lead}** {details}"))
+    per_seed = tables["per_seed"][tables["per_seed"]["is_primary"]]
+    compared = tables["difference_summary"][tables["difference_summary"]["model"] == study_plan.compared]
+    display(plots.plot_seed_pairs(per_seed, compared, study_plan.reference, study_plan.compared,
+                                  study_plan.decision_metrics, NAMES, study_plan.level,
+                                  save_to=report_dir / SEED_PAIRS_FIGURE))
+    expectations = discussion.expectation_table(plan.expectation_results(study_plan, tables["summary"]))
+    display(Markdown("**Expected in advance** (the plan's list, each reported met or not):"))
+    display(readable(expectations))
+    differences = discussion.difference_table(tables["difference_summary"])
+    record = {"title": study_plan.title, "kind": study_plan.kind, "plan": f"studies/{study_plan.name}.yaml",
+              "document": study_plan.document, "document_added": runtime.adding_commit(study_plan.document),
+              "seeds": list(study_plan.seeds), "policy": POLICY_NAMES[study_plan.primary_policy],
+              "decision": lead, "decision_details": details, "figure": SEED_PAIRS_FIGURE,
+              "differences": table_record(differences[INDEX_DIFFERENCE_COLUMNS]),
+              "expectations": table_record(expectations),
+              "within_group": table_record(index_within_group(setup))}
+    write_atomic(report_dir / STUDY_FILE, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+
+
+INDEX_DIFFERENCE_COLUMNS = ["comparison", "metric", "mean difference (95% t-interval)", "seeds won / lost",
+                            "Wilcoxon p (smallest possible)"]  # the sign test stays in the report
+
+
+def index_within_group(setup: ComparisonSetup) -> pd.DataFrame:
+    """The index's compact within-group table: each group (not ``all``), ROC-AUC and accuracy as mean ± SD across
+    replicates, beside the always-PNEUMONIA accuracy."""
+    summary = within_group_summary(setup, ranges=False)
+    return summary.loc[summary["group"] != "all", ["group", "model", "NORMAL", "PNEUMONIA", "roc_auc", "accuracy",
+                                                   "always PNEUMONIA: accuracy"]]
+
+
+def table_record(frame: pd.DataFrame) -> dict:
+    """A table as the index shows it: readable headers and cells (``display_table``), JSON-ready."""
+    table = display_table(frame)
+    return {"headers": list(table.headers), "rows": [list(row) for row in table.rows]}
 
 
 def per_seed_section(setup: ComparisonSetup) -> None:
@@ -154,21 +238,79 @@ def sensitivity_section(tables: dict[str, pd.DataFrame]) -> None:
     display(readable(table[["model", "policy", "threshold", "accuracy", "sensitivity", "specificity"]]))
 
 
-def within_group_section(setup: ComparisonSetup) -> None:
-    """Test ROC-AUC and accuracy within each stored-geometry group that holds both classes."""
+WITHIN_GROUP_METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity")
+
+
+def within_group_rows(setup: ComparisonSetup) -> pd.DataFrame:
+    """Per model, replicate and stored-geometry group holding both classes (and ``all``): the test metrics at the
+    pre-registered policy and what always answering PNEUMONIA would score."""
     groups = audit.geometry_groups(setup.index.images)
     frames = [audit.within_group_metrics(run.test, setup.index.images, run.threshold, groups)
               .reset_index().assign(model=model_of(run.arch, run.name), seed=run.seed) for run in setup.runs]
-    within = pd.concat(frames)
-    summary = within.groupby(["model", "group"], sort=False).agg(
-        images=("images", "first"), NORMAL=("NORMAL", "first"), PNEUMONIA=("PNEUMONIA", "first"),
-        roc_auc=("roc_auc", "mean"), roc_auc_sd=("roc_auc", "std"), accuracy=("accuracy", "mean"),
-        accuracy_sd=("accuracy", "std"))
-    display(readable(summary.reset_index()))
+    rows = pd.concat(frames, ignore_index=True)
+    return rows.assign(always_pneumonia_accuracy=rows["PNEUMONIA"] / rows["images"])
+
+
+def spread(values: pd.Series, ranges: bool = True) -> str:
+    """Values across replicates as ``mean ± SD (min–max)``, or ``mean ± SD`` without ``ranges``."""
+    if ranges or is_missing(values.std()):
+        return mean_sd_range(values.mean(), values.std(), values.min(), values.max())
+    return f"{number(values.mean())} ± {number(values.std())}"
+
+
+def within_group_summary(setup: ComparisonSetup, ranges: bool = True) -> pd.DataFrame:
+    """``within_group_rows`` across replicates: per model and group, each metric as mean ± SD (min–max), without
+    the range when ``ranges`` is false (the index's compact table)."""
+    rows = within_group_rows(setup)
+    summary = []
+    for (group, model), part in rows.groupby(["group", "model"], sort=False):
+        first = part.iloc[0]
+        summary.append({"group": group, "model": model, "NORMAL": int(first["NORMAL"]),
+                        "PNEUMONIA": int(first["PNEUMONIA"]),
+                        **{metric: spread(part[metric], ranges) for metric in WITHIN_GROUP_METRICS},
+                        "always PNEUMONIA: accuracy": first["always_pneumonia_accuracy"]})
+    return pd.DataFrame(summary)
+
+
+def within_group_intervals(setup: ComparisonSetup) -> pd.DataFrame:
+    """The focus replicate's within-group metrics with 95% intervals that resample the group's test children."""
+    groups = audit.geometry_groups(setup.index.images)
+    rows = []
+    for run in setup.focus_runs():
+        matched = audit.match_predictions(run.test, setup.index.images, groups)
+        for group, part in [*matched.groupby("group", observed=True, sort=True), ("all", matched)]:
+            if part["target"].nunique() < 2:
+                continue
+            scores = bootstrap.bootstrap_metrics(part["target"], part["prob"], run.threshold,
+                                                 n_boot=setup.params["n_boot"], seed=setup.params["seed"],
+                                                 groups=part["patient_id"])
+            rows.append({"group": str(group), "model": model_of(run.arch, run.name),
+                         **{metric: with_interval(*scores.loc[metric]) for metric in WITHIN_GROUP_METRICS}})
+    return pd.DataFrame(rows)
+
+
+def within_group_section(setup: ComparisonSetup) -> None:
+    """Within each stored-geometry group that holds both classes: the metrics across replicates beside the
+    always-PNEUMONIA baseline, the focus replicate with intervals, and every replicate's values."""
+    display(readable(within_group_summary(setup)))
+    display(Markdown(f"**Replicate {setup.focus_seed}, with 95% intervals** (resampling the group's test children; "
+                     "with a few dozen children per class the intervals are wide):"))
+    display(readable(within_group_intervals(setup)))
+    display(Markdown("**Every replicate:**"))
+    rows = within_group_rows(setup)
+    display(readable(rows[["group", "model", "seed", "NORMAL", "PNEUMONIA", *WITHIN_GROUP_METRICS]], digits=3))
+
+
+def focus_note(setup: ComparisonSetup) -> None:
+    """Which replicate the image-level views show, and why that one."""
+    why = (f"the designated replicate of {setup.plan.document}" if setup.plan and setup.plan.focus_seed ==
+           setup.focus_seed else "set by focus_seed" if setup.params["focus_seed"] is not None else "the smallest seed")
+    display(Markdown(f"*Every table and figure from here on shows replicate (seed) {setup.focus_seed} only: {why}.*"))
 
 
 def focus_tests_section(setup: ComparisonSetup) -> None:
     """Paired tests between every two trained models of the focus seed (McNemar, DeLong, patient bootstrap)."""
+    focus_note(setup)
     trained = [run for run in setup.focus_runs() if run.arch in ARCHS]
     for run_a, run_b in itertools.combinations(trained, 2):
         pair = compare.compare_pair(run_b, run_a, n_boot=setup.params["n_boot"], seed=setup.params["seed"])
@@ -191,7 +333,7 @@ def disagreements_section(setup: ComparisonSetup) -> pd.DataFrame:
     trained = [run for run in runs if run.arch in ARCHS]
     disagree = compare.disagreements(trained[0], trained[1])
     display(Markdown(discussion.disagreement_sentence(disagree, trained[:2], len(trained[0].test))))
-    display(readable(discussion.disagreement_table(disagree, trained[:2]).head(20)))
+    display(readable(discussion.disagreement_table(disagree, trained[:2])))
     return disagree
 
 

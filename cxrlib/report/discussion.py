@@ -11,6 +11,7 @@ import pandas as pd
 
 from cxrlib import compare
 from cxrlib.contract import ENSEMBLE, model_of
+from cxrlib.plan import StudyPlan
 from cxrlib.report.format import (DASH, NAMES, POLICY_NAMES, is_missing, mean_sd_range, model_title, number, p_value,
                                   with_interval)
 
@@ -81,17 +82,22 @@ def disagreement_sentence(disagree: pd.DataFrame, runs: Sequence[compare.Run], n
     """How many test images two models disagree on and which one was right how often."""
     right = disagree["correct"].value_counts()
     counts = ", ".join(f"{model_title(run.name)} is right on {int(right.get(run.name, 0))}" for run in runs)
-    return f"The models disagree on **{len(disagree)}** of {n_test} test images: {counts}."
+    classes = ", ".join(f"{count} {label}" for label, count in disagree["label"].value_counts().sort_index().items())
+    return (f"The models disagree on **{len(disagree)}** of {n_test} test images ({classes or 'none'}): {counts}. "
+            "All are listed, the starkest disagreement (largest gap between the two probabilities) first.")
 
 
 def disagreement_table(disagree: pd.DataFrame, runs: Sequence[compare.Run]) -> pd.DataFrame:
-    """compare.disagreements for readers: image, true class, each model's probability, and who was right."""
+    """compare.disagreements for readers: image, true class, each model's probability, and who was right; the
+    largest gap between the two probabilities first."""
+    gap = (disagree[f"prob_{runs[0].name}"] - disagree[f"prob_{runs[1].name}"]).abs()
+    disagree = disagree.loc[gap.sort_values(ascending=False, kind="stable").index]
     shown = pd.DataFrame({"image": disagree["path"].map(lambda path: str(path).replace("\\", "/").split("/")[-1]),
                           "true class": disagree["label"]})
     for run in runs:
         shown[f"P(PNEUMONIA), {model_title(run.name)}"] = disagree[f"prob_{run.name}"]
     shown["right"] = disagree["correct"].map(model_title)
-    return shown
+    return shown.reset_index(drop=True)
 
 
 def _summary_row(tables: dict[str, pd.DataFrame], model: str, metric: str) -> pd.Series:
@@ -124,7 +130,9 @@ def discussion(runs: Sequence[compare.Run], tables: dict[str, pd.DataFrame], pol
              f"seed{'s' if len(seeds) != 1 else ''}, trained {'from ImageNet weights' if config['weights'] else 'from scratch'} "
              f"at {config['image_size']}×{config['image_size']} pixels, tested on the same {n_test} test images "
              f"({n_pos} PNEUMONIA; always answering PNEUMONIA scores {n_pos / n_test:.1%}). Thresholds follow the "
-             f"pre-registered policy ({POLICY_NAMES[policy]}), set on validation only.", ""]
+             f"pre-registered policy ({POLICY_NAMES[policy]}"
+             + ("; fixed in advance, not estimated from any data)." if policy == "fixed" else
+                "; set on each run's validation patients only).") , ""]
     for model in models:
         auc, accuracy = _summary_row(tables, model, "roc_auc"), _summary_row(tables, model, "accuracy")
         spread = "mean ± SD (min–max) across seeds" if len(seeds) > 1 else f"seed {seeds[0]}"
@@ -136,9 +144,60 @@ def discussion(runs: Sequence[compare.Run], tables: dict[str, pd.DataFrame], pol
     lines += ["", "**Limits.** One test folder from one hospital; the data copy's stored image sizes are tied to the "
               "label (see the within-group view above and notebook 1). "
               + ("" if config["weights"] else "These models were trained from scratch at reduced resolution, not with "
-                 "the reference protocol (ImageNet weights, 224 px; profile full). ")
+                 "the published protocol (ImageNet weights, 224 px; profile full). ")
               + (f"With {len(seeds)} seeds neither the Wilcoxon nor the sign test can fall below "
                  f"{number(2 * 0.5 ** len(seeds), 4)}, so the t-interval carries the decision (pre-registered rule)."
                  if len(seeds) > 1 else "With one seed nothing here measures how results move with retraining: "
                  "train more seeds (`seeds`) for that.")]
     return "\n".join(lines)
+
+
+def signed(value, digits: int = 4) -> str:
+    """``+0.0012`` or ``−0.0063``: a difference with its sign."""
+    return DASH if is_missing(value) else f"{value:+.{digits}f}".replace("-", "−")
+
+
+def _verdict(row: pd.Series) -> str | None:
+    """The model the decision rule calls better in one difference row (its interval excludes 0), else None."""
+    if is_missing(row["ci_low"]):
+        return None
+    if row["ci_low"] > 0:
+        return row["model"]
+    return row["reference"] if row["ci_high"] < 0 else None
+
+
+def decision(plan: StudyPlan, difference_summary: pd.DataFrame) -> tuple[str, str]:
+    """The study's decision in one sentence, and the numbers behind it: the plan's rule (a model is better only
+    when the t-interval of the paired difference excludes 0) applied to each of its decision metrics."""
+    rows = difference_summary[(difference_summary["model"] == plan.compared)
+                              & (difference_summary["reference"] == plan.reference)].set_index("metric")
+    pair = f"{model_title(plan.compared)} and {model_title(plan.reference)}"
+    verdicts, details = [], []
+    for metric in plan.decision_metrics:
+        row = rows.loc[metric]
+        better = _verdict(row)
+        name = NAMES[metric] + (f" at {POLICY_NAMES[plan.primary_policy]}" if metric != "roc_auc" else "")
+        verdicts.append(f"{model_title(better)} has the higher {name}" if better
+                        else f"no difference in {name} is detected")
+        details.append(f"{name}: {model_title(plan.compared)} − {model_title(plan.reference)} = "
+                       f"{signed(row['mean_difference'])} ({plan.level:.0%} t-interval {signed(row['ci_low'])} to "
+                       f"{signed(row['ci_high'])}; higher in {int(row['n_model_better'])} and lower in "
+                       f"{int(row['n_reference_better'])} of {int(row['n_seeds'])} replicates)")
+    decided = any("higher" in verdict for verdict in verdicts)
+    lead = "; ".join(verdicts) if decided else f"the study detects no difference between {pair}"
+    return (f"{plan.title}. {lead[0].upper() + lead[1:]}.",
+            "; ".join(details) + f". The rule, fixed in {plan.document} before the replicates ran: a model is better "
+            "only when the interval excludes 0" + ("; otherwise the interval bounds the difference the study leaves "
+                                                   "possible." if not decided else "."))
+
+
+def expectation_table(results: pd.DataFrame) -> pd.DataFrame:
+    """``plan.expectation_results`` for readers: what was expected in advance, what was measured, met or not."""
+    statistic = {"mean": "mean", "sd": "SD", "min": "smallest", "max": "largest"}
+    sign = {"at_least": "≥", "at_most": "≤"}
+    return pd.DataFrame({
+        "expected in advance": [f"{model_title(r.model)}: {statistic[r.statistic]} {NAMES[r.metric]} {sign[r.bound]} "
+                                f"{r.value:g}" for r in results.itertuples()],
+        "measured": [number(value, 4) for value in results["measured"]],
+        "met": results["met"].map({True: "yes", False: "no"}),
+    })

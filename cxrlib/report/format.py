@@ -44,6 +44,11 @@ def number(value, digits: int = 3) -> str:
     return DASH if is_missing(value) else f"{value:.{digits}f}"
 
 
+def percent(value, digits: int = 1) -> str:
+    """A share 0..1 as a percentage, ``0.743`` -> ``74.3%``, or a dash when it is undefined."""
+    return DASH if is_missing(value) else f"{100 * value:.{digits}f}%"
+
+
 def with_interval(value, low, high, digits: int = 3) -> str:
     """``0.912 (0.889–0.934)``; the bare value when the interval is undefined."""
     if is_missing(low) or is_missing(high):
@@ -122,9 +127,11 @@ class Table:
     rows: list[list[str]]
 
 
-def display_table(frame: pd.DataFrame, columns: list[str] | None = None, digits: int | None = None) -> Table:
+def display_table(frame: pd.DataFrame, columns: list[str] | None = None, digits: int | None = None,
+                  percent_columns: tuple = ()) -> Table:
     """``frame`` for reading: a metric and its ``_ci_low``/``_ci_high`` columns in one cell, models by title,
-    fractional numbers with ``digits`` decimals (None: by each column's size, ``column_digits``)."""
+    fractional numbers with ``digits`` decimals (None: by each column's size, ``column_digits``), shares in
+    ``percent_columns`` as percentages (``percent``)."""
     columns = [c for c in (columns or frame.columns) if c in frame and not str(c).endswith(CI_SUFFIXES)]
     column_decimals = {column: column_digits(frame[column]) for column in columns}
     if digits is not None:
@@ -137,6 +144,8 @@ def display_table(frame: pd.DataFrame, columns: list[str] | None = None, digits:
             low, high = (record.get(f"{column}{suffix}") for suffix in CI_SUFFIXES)
             if column == "model":
                 row.append(model_title(value))
+            elif column in percent_columns:
+                row.append(percent(value))
             elif f"{column}_ci_low" in record:
                 row.append(with_interval(value, low, high, 3 if digits is None else digits))
             else:
@@ -151,14 +160,14 @@ def transposed(table: Table) -> Table:
                  [[header, *(row[i] for row in table.rows)] for i, header in enumerate(table.headers) if i])
 
 
-def readable(frame: pd.DataFrame, digits: int | None = None) -> pd.io.formats.style.Styler:
+def readable(frame: pd.DataFrame, digits: int | None = None, percent_columns: tuple = ()) -> pd.io.formats.style.Styler:
     """``display_table`` of ``frame`` for a notebook: a meaningful index shown as columns (a plain row number
-    hidden)."""
+    hidden), shares in ``percent_columns`` as percentages."""
     if not isinstance(frame.index, pd.RangeIndex):
         names = [name or "" for name in frame.index.names]
         shown_already = bool(set(names) & set(frame.columns))  # e.g. a "model" index beside a "model" column
         frame = frame.reset_index(drop=True) if shown_already else frame.reset_index(names=names)
-    table = display_table(frame, digits=digits)
+    table = display_table(frame, digits=digits, percent_columns=tuple(percent_columns))
     return pd.DataFrame(table.rows, columns=table.headers).style.hide(axis="index")
 
 

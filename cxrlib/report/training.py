@@ -92,7 +92,7 @@ def train_replicates(setup: TrainingSetup) -> list[compare.Run]:
     for seed, frame in setup.frames.items():
         run_dir, record = train_replicate(setup.arch, setup.params, seed, setup.split_seeds[seed], frame,
                                           setup.index.fingerprint)
-        runs.append(compare.load_run(run_dir))
+        runs.append(compare.load_run(run_dir, setup.index.root))
         costs.append({"seed": seed, "epochs run": record["epochs_run"], "best epoch": epoch_number(record["best_epoch"]),
                       "training time (min)": record["timing"]["training"] / 60,
                       "training images / s": record["images_per_sec"], "peak memory (MB)": record["peak_memory_mb"],

@@ -1,20 +1,23 @@
-"""The run record (runner.json), the index page (links to every report, the headline results, run facts) and
+"""The run record (runner.json), the index page (the study's decision, links to every report, run facts) and
 the page of the comparison table.
 
-The index shows comparison.csv (written by the comparison notebook) as the headline table, its ROC figure
-(roc_curves.png) and the per-seed table (seeds.csv) when the notebook saved them into the report directory.
+The index shows what the comparison notebook saved into the report directory: the study's decision, figure,
+paired differences, expectations and within-group view (study.json, seed_pairs.png, when the records belong to a
+study plan), the headline table (comparison.csv), each replicate (seeds.csv) and the ROC figure (roc_curves.png).
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from cxrlib.contract import (COMPARISON_FILE, COMPARISON_MARKDOWN, COMPARISON_PAGE, INDEX_PAGE, ROC_FIGURE,
-                             RUN_LOG_FILE, RUNNER_RECORD_FILE, SEEDS_FILE)
+from cxrlib.contract import (COMPARISON_FILE, COMPARISON_MARKDOWN, COMPARISON_PAGE, INDEX_PAGE, REPO_ROOT,
+                             ROC_FIGURE, RUN_LOG_FILE, RUNNER_RECORD_FILE, SEED_PAIRS_FIGURE, SEEDS_FILE,
+                             STUDY_FILE)
 from cxrlib.files import write_atomic
 from cxrlib.report.format import POLICY_NAMES, Table, display_table, headline_table
 from cxrlib.runtime import version_text
@@ -22,7 +25,7 @@ from cxrlib.runner.pages import render, write_table_page
 
 # What the index's template links to, by name (the files themselves are named in cxrlib.contract).
 LINKED_FILES = {"comparison_page": COMPARISON_PAGE, "comparison_file": COMPARISON_FILE, "roc_figure": ROC_FIGURE,
-                "run_log": RUN_LOG_FILE, "runner_record": RUNNER_RECORD_FILE}
+                "run_log": RUN_LOG_FILE, "runner_record": RUNNER_RECORD_FILE, "seed_pairs": SEED_PAIRS_FIGURE}
 # comparison.csv from before the seed study: one row per model, metrics with bootstrap intervals.
 CI_HEADLINE = ("model", "accuracy", "roc_auc", "sensitivity", "specificity", "macro_f1", "threshold")
 SEED_COLUMNS_HIDDEN = ("policy", "is_primary")  # the caption names the policy instead
@@ -60,6 +63,26 @@ def seed_table(report_dir: Path) -> tuple[Table, str] | None:
         seeds = seeds[seeds["is_primary"].astype(bool)]
         policy = POLICY_NAMES.get(seeds["policy"].iloc[0], seeds["policy"].iloc[0]) if len(seeds) else ""
     return display_table(seeds, [c for c in seeds.columns if c not in SEED_COLUMNS_HIDDEN]), policy
+
+
+def study_record(report_dir: Path) -> dict | None:
+    """study.json (the study plan's decision, expectations and tables as notebook 04 measured them), with each
+    table as a ``Table`` and the plan's files as links from the report directory; None without one."""
+    path = report_dir / STUDY_FILE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    for key in ("differences", "expectations", "within_group"):
+        record[key] = Table(record[key]["headers"], record[key]["rows"])
+    for key in ("plan", "document"):
+        record[f"{key}_href"] = Path(os.path.relpath(REPO_ROOT / record[key], report_dir)).as_posix()
+    return record
+
+
+def search_reports(report_dir: Path) -> list[dict]:
+    """The hyperparameter-search reports beside the report directory (reports/tune-<name>/index.html)."""
+    return [{"name": page.parent.name.removeprefix("tune-"), "href": f"../{page.parent.name}/{INDEX_PAGE}"}
+            for page in sorted(report_dir.parent.glob(f"tune-*/{INDEX_PAGE}"))]
 
 
 def duration_text(seconds: float) -> str:
@@ -119,7 +142,8 @@ def write_index(report_dir: Path, record: dict, description: str) -> Path:
     compare_report = next((r for r in reports if record["notebooks"][r["stem"]].get("kind") == "compare"), None)
     page = render("index.html.j2", title=f"cxr-compare reports: profile {record['profile']}", nav=nav,
                   record=record, description=description, notes=notes, headline=headline(report_dir),
-                  seeds=seed_table(report_dir), names=LINKED_FILES, present=present, compare_report=compare_report, reports=reports,
+                  seeds=seed_table(report_dir), study=study_record(report_dir), searches=search_reports(report_dir),
+                  names=LINKED_FILES, present=present, compare_report=compare_report, reports=reports,
                   version=version_text(record["code_version"]), duration_text=duration_text,
                   when_text=when_text, parameters={k: value_text(v) for k, v in record["parameters"].items()},
                   overrides={k: value_text(v) for k, v in record["overrides"].items()})

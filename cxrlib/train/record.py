@@ -14,6 +14,7 @@ import pandas as pd
 from .. import evaluate, fastops, models, runtime
 from ..contract import HISTORY_FILE, MODEL_FILE, PREDICTION_COLUMNS, PREDICTIONS_FILE
 from ..data import make_dataset
+from ..data.index import relpath_from_path
 from ..ood.fit import fit_safeguards, image_features
 from . import cluster
 from .phases import TrainingRun
@@ -37,8 +38,10 @@ def _features_of(run: TrainingRun, model: keras.Model, from_features: bool):
 
 
 def prediction_rows(rows: pd.DataFrame, subset: str, probs: np.ndarray) -> pd.DataFrame:
-    """predictions.csv rows of one subset."""
+    """predictions.csv rows of one subset; `path` is relative to the data root (``split/label/file``), so records
+    name the same image on every machine."""
     out = rows[["path", "label", "target", "patient_id"]].copy()
+    out["path"] = out["path"].map(relpath_from_path)
     out.insert(1, "subset", subset)
     out["prob"] = probs.astype(np.float64)
     return out[list(PREDICTION_COLUMNS)]

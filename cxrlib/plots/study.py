@@ -1,0 +1,51 @@
+"""A study's replicates at a glance: each replicate's paired values of two models, and the paired differences
+with their mean and interval (the figure on the index page and in notebook 04)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+from cxrlib.backbones import title_of
+
+from .style import PALETTE, finish, model_color, new_figure, styled
+
+
+@styled
+def plot_seed_pairs(per_seed: pd.DataFrame, differences: pd.DataFrame, reference: str, compared: str,
+                    metrics: Sequence[str], metric_names: Mapping[str, str] | None = None, level: float = 0.95,
+                    save_to: str | Path | None = None) -> Figure:
+    """Per metric: each seed's value of ``reference`` and ``compared`` joined by a line (left), and the per-seed
+    differences ``compared − reference`` with their mean and interval (right).
+
+    ``per_seed``: ``study.seed_metrics`` rows at one policy (model, seed, metric columns); ``differences``:
+    ``study.summarise_differences`` rows (metric, mean_difference, ci_low, ci_high) for ``compared``.
+    """
+    names = dict(metric_names or {})
+    figure, axes = new_figure(len(metrics), 2, size=(3.6, 3.0), width_ratios=(1.3, 1))
+    values = per_seed.pivot(index="seed", columns="model", values=list(metrics))
+    for (pairs_ax, diff_ax), metric in zip(axes, metrics):
+        name = names.get(metric, metric)
+        pair = values[metric][[reference, compared]]
+        for seed, (left, right) in pair.iterrows():
+            pairs_ax.plot([0, 1], [left, right], color="0.6", linewidth=1, zorder=1)
+            pairs_ax.annotate(str(seed), (1, right), xytext=(6, 0), textcoords="offset points", va="center",
+                              fontsize=8, color="0.4")
+        for x, model in enumerate((reference, compared)):
+            pairs_ax.scatter(np.full(len(pair), x), pair[model], color=model_color(model), zorder=2, s=28)
+        pairs_ax.set(xticks=[0, 1], xticklabels=[title_of(reference), title_of(compared)], xlim=(-0.4, 1.4),
+                     ylabel=f"test {name}", title=f"{name}: each replicate")
+        summary = differences[differences["metric"] == metric].iloc[0]
+        per_seed_difference = pair[compared] - pair[reference]
+        diff_ax.axhline(0, color="0.3", linewidth=1, linestyle=":")
+        diff_ax.scatter(np.zeros(len(per_seed_difference)), per_seed_difference, color=PALETTE[2], s=28, zorder=2)
+        diff_ax.errorbar([0.5], [summary["mean_difference"]],
+                         yerr=[[summary["mean_difference"] - summary["ci_low"]],
+                               [summary["ci_high"] - summary["mean_difference"]]],
+                         fmt="o", color="black", capsize=5)
+        diff_ax.set(xticks=[0, 0.5], xticklabels=["replicates", f"mean, {level:.0%}\nt-interval"], xlim=(-0.4, 0.9),
+                    title=f"{title_of(compared)} − {title_of(reference)}", ylabel=f"difference in {name}")
+    return finish(figure, save_to)

@@ -1,0 +1,108 @@
+"""Study plans as data (cxrlib.plan) and the words of the decision and expectations (report.discussion)."""
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from cxrlib import plan, study
+from cxrlib.report import discussion
+
+VALID = {"title": "Test study", "kind": "confirmatory", "document": "README.md", "profile": "smoke",
+         "records": "reports", "seeds": [11, 12, 13], "primary_policy": "fixed", "reference": "resnet50",
+         "compared": "densenet121", "decision_metrics": ["roc_auc"], "level": 0.95, "focus_seed": 11,
+         "expectations": [{"model": "resnet50", "metric": "roc_auc", "statistic": "mean", "bound": "at_least",
+                           "value": 0.9}]}
+
+
+@pytest.fixture
+def studies_dir(tmp_path, monkeypatch):
+    """An empty studies/ folder that cxrlib.plan reads."""
+    monkeypatch.setattr(plan, "STUDIES_DIR", tmp_path)
+    return tmp_path
+
+
+def write_plan(folder, values, name="test"):
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(values))
+    return name
+
+
+def test_the_committed_exploratory_plan_loads_and_matches_its_records():
+    exploratory = plan.load_plan("exploratory-cpu")
+    assert exploratory.seeds == (1, 2, 3, 4, 5) and exploratory.primary_policy == "fixed"
+    assert len(exploratory.expectations) == 7
+
+
+def test_a_valid_plan_loads(studies_dir):
+    loaded = plan.load_plan(write_plan(studies_dir, VALID))
+    assert loaded.seeds == (11, 12, 13) and loaded.expectations[0].holds(0.95)
+    assert not loaded.expectations[0].holds(0.85)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"seeds": [1, 1]}, "distinct integers"),
+    ({"kind": "final"}, "kind = 'final' is not one of"),
+    ({"compared": "resnet50"}, "name two architectures"),
+    ({"decision_metrics": ["brier"]}, "decision_metrics"),
+    ({"level": 95}, "confidence level"),
+    ({"focus_seed": 3}, "focus_seed = 3 is not one of the seeds"),
+    ({"document": "docs/NOPE.md"}, "document = 'docs/NOPE.md' does not exist"),
+    ({"expectations": [{"model": "vgg", "metric": "roc_auc", "statistic": "mean", "bound": "at_least", "value": 1}]},
+     "model = 'vgg'"),
+    ({"seedz": [1]}, "unknown key 'seedz' \\(did you mean 'seeds'\\?\\)"),
+])
+def test_a_bad_plan_is_refused_naming_the_file_and_key(studies_dir, change, message):
+    with pytest.raises(plan.PlanError, match=message) as error:
+        plan.load_plan(write_plan(studies_dir, {**VALID, **change}))
+    assert "test.yaml" in str(error.value)
+
+
+def test_a_missing_plan_names_the_known_ones(studies_dir):
+    write_plan(studies_dir, VALID, "known")
+    with pytest.raises(plan.PlanError, match=r"set `study` to one of \['known'\] or null"):
+        plan.load_plan("unknown")
+
+
+def test_records_must_hold_exactly_the_planned_replicates_and_policy(studies_dir):
+    loaded = plan.load_plan(write_plan(studies_dir, VALID))
+    plan.check_runs(loaded, [13, 11, 12, 11], "fixed")
+    with pytest.raises(plan.PlanError, match=r"hold seeds \[11, 12\] but .* planned \[11, 12, 13\]"):
+        plan.check_runs(loaded, [11, 12], "fixed")
+    with pytest.raises(plan.PlanError, match="pre-registered 'fixed'"):
+        plan.check_runs(loaded, [11, 12, 13], "youden")
+
+
+def per_seed_rows(shift: float) -> pd.DataFrame:
+    """seed_metrics-like rows at one policy: DenseNet-121 below ResNet-50 by about ``shift`` in every seed."""
+    rows = []
+    for seed, noise in zip((11, 12, 13), (0.001, -0.002, 0.0015)):
+        for model, auc in (("resnet50", 0.96), ("densenet121", 0.96 - shift + noise), ("ensemble", 0.965)):
+            rows.append({"model": model, "seed": seed, "policy": "fixed", "is_primary": True, "threshold": 0.5,
+                         "roc_auc": auc, "accuracy": 0.9, "sensitivity": 0.95, "specificity": 0.8})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("shift, lead", [
+    (0.02, "ResNet-50 has the higher ROC-AUC"),
+    (0.0, "The study detects no difference between DenseNet-121 and ResNet-50"),
+])
+def test_the_decision_follows_the_interval(studies_dir, shift, lead):
+    loaded = plan.load_plan(write_plan(studies_dir, VALID))
+    per_seed = per_seed_rows(shift)
+    summary = study.summarise_differences(study.seed_differences(per_seed, "resnet50", "fixed"))
+    sentence, details = discussion.decision(loaded, summary)
+    assert sentence == f"Test study. {lead}."
+    assert "higher in 0 and lower in 3 of 3 replicates" in details if shift else "of 3 replicates" in details
+
+
+def test_expectations_are_reported_met_or_not(studies_dir):
+    values = {**VALID, "expectations": [
+        {"model": "resnet50", "metric": "roc_auc", "statistic": "mean", "bound": "at_least", "value": 0.97},
+        {"model": "densenet121", "metric": "roc_auc", "statistic": "sd", "bound": "at_most", "value": 0.01}]}
+    loaded = plan.load_plan(write_plan(studies_dir, values))
+    results = plan.expectation_results(loaded, study.summarise_seeds(per_seed_rows(0.01)))
+    assert results["met"].tolist() == [False, True]
+    assert results["measured"].iloc[0] == pytest.approx(0.96)
+    table = discussion.expectation_table(results)
+    assert table["expected in advance"].tolist() == ["ResNet-50: mean ROC-AUC ≥ 0.97", "DenseNet-121: SD ROC-AUC ≤ 0.01"]
+    assert table["met"].tolist() == ["no", "yes"]
+    assert np.isfinite(results["measured"]).all()

@@ -1,0 +1,61 @@
+"""The exploratory study's decision, as notebook 04's code computes it from the committed records and the index
+shows it (real data: the records' test images are matched to the data set)."""
+import json
+import shutil
+
+import pytest
+
+from cxrlib.contract import REPO_ROOT, SEED_PAIRS_FIGURE, STUDY_FILE
+from cxrlib.report import comparison
+from cxrlib.runner import index
+from test_runner import fabricated_record, local_links
+
+pytestmark = pytest.mark.realdata
+
+
+@pytest.fixture(scope="module")
+def study_report(real_data_dir, tmp_path_factory):
+    """A report directory holding the committed records, after 04's setup and headline sections ran on them."""
+    report_dir = tmp_path_factory.mktemp("reports") / "cpu"
+    shutil.copytree(REPO_ROOT / "reports" / "cpu" / "runs", report_dir / "runs")
+    namespace = {"profile": "cpu", "data_dir": str(real_data_dir), "runs_dir": str(report_dir / "models"),
+                 "report_dir": str(report_dir), "threshold_policy": "fixed", "youden_delta": 0.02,
+                 "target_sensitivity": 0.95, "focus_seed": None, "study": "exploratory-cpu", "n_boot": 50,
+                 "n_examples": 1, "seed": 42}
+    setup = comparison.setup(namespace)
+    comparison.study_section(setup)
+    return report_dir
+
+
+def test_the_decision_applies_the_plans_rule_to_the_committed_replicates(study_report):
+    record = json.loads((study_report / STUDY_FILE).read_text())
+    assert record["decision"] == ("Exploratory study: five replicates, one shared recipe. The study detects no "
+                                  "difference between DenseNet-121 and ResNet-50.")
+    assert "ROC-AUC: DenseNet-121 − ResNet-50 = −0.0064" in record["decision_details"]
+    assert "higher in 0 and lower in 5 of 5 replicates" in record["decision_details"]
+    assert record["seeds"] == [1, 2, 3, 4, 5] and record["policy"] == "fixed 0.5"
+    met = {row[0]: row[2] for row in record["expectations"]["rows"]}
+    assert met["ResNet-50: mean ROC-AUC ≥ 0.96"] == "yes" and met["DenseNet-121: mean ROC-AUC ≥ 0.96"] == "no"
+    assert (study_report / SEED_PAIRS_FIGURE).stat().st_size > 10_000
+
+
+def test_the_index_leads_with_the_decision_and_links_the_plan(study_report):
+    page = index.write_index(study_report, fabricated_record(), "unused when a study is present").read_text()
+    lead = page.index('<p class="lead">')
+    assert page.index("The study detects no difference", lead) < page.index("<h2", lead)
+    links = local_links(page)
+    for target in ("docs/PREREGISTRATION.md", "studies/exploratory-cpu.yaml"):  # resolvable from the page
+        assert REPO_ROOT / target in {(study_report / link).resolve() for link in links}, target
+    assert f'src="{SEED_PAIRS_FIGURE}"' in page and "What the plan expected, met or not" in page
+    assert "square 227×227" in page and "Always PNEUMONIA: accuracy" in page
+    assert "unused when a study is present" not in page and "reference" not in page.lower()
+    assert not [link for link in links if not (study_report / link).exists() and link != "runner.json"]
+
+
+def test_without_a_plan_no_earlier_decision_survives(study_report, real_data_dir):
+    namespace = {"profile": "cpu", "data_dir": str(real_data_dir), "runs_dir": str(study_report / "models"),
+                 "report_dir": str(study_report), "threshold_policy": "fixed", "youden_delta": 0.02,
+                 "target_sensitivity": 0.95, "focus_seed": None, "study": None, "n_boot": 50, "n_examples": 1,
+                 "seed": 42}
+    comparison.study_section(comparison.setup(namespace))
+    assert not (study_report / STUDY_FILE).exists() and not (study_report / SEED_PAIRS_FIGURE).exists()
