@@ -17,6 +17,7 @@ class Backbone:
     application: str  # the keras.applications constructor, e.g. "ResNet50"
     preprocess_mode: str  # keras.applications preprocess_input mode: "caffe" or "torch"
     finetune_from: str  # first block of the last stage: fine-tuning unfreezes from here to the top
+    ood_layers: tuple[str, ...]  # the OOD detector's layers (cxrlib.ood): the end of each stage, shallow to deep
     weights_url: str  # Keras' download folder for the ImageNet no-top weights
     weights_file: str
     weights_md5: str
@@ -35,6 +36,7 @@ BACKBONES: dict[str, Backbone] = {
         Backbone(
             name="resnet50", title="ResNet-50", application="ResNet50", preprocess_mode="caffe",
             finetune_from="conv5_block1",  # conv5_block1..3: the last residual stage, ~15M weights
+            ood_layers=("conv2_block3_out", "conv3_block4_out", "conv4_block6_out", "conv5_block3_out"),
             weights_url="https://storage.googleapis.com/tensorflow/keras-applications/resnet/",
             weights_file="resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
             weights_md5="4d473c1dd8becc155b73f8504c6f6626",
@@ -45,6 +47,8 @@ BACKBONES: dict[str, Backbone] = {
         Backbone(
             name="densenet121", title="DenseNet-121", application="DenseNet121", preprocess_mode="torch",
             finetune_from="conv5_block1",  # conv5_block1..16: the last dense block, ~2.9M weights, + final BN
+            # dense blocks 1-3 end in their concat; `relu` (after the final BN) is the backbone's output
+            ood_layers=("conv2_block6_concat", "conv3_block12_concat", "conv4_block24_concat", "relu"),
             weights_url="https://storage.googleapis.com/tensorflow/keras-applications/densenet/",
             weights_file="densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
             weights_md5="30ee3e1110167f948a6b9946edeeb738",

@@ -92,7 +92,7 @@ PREDICTION_COLUMNS = ("path", "subset", "label", "target", "patient_id", "prob")
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss")  # required; metric columns follow the compiled metrics
 REPLICATE_PREFIX = "seed-"
 # The declared share of in-distribution images the OOD flag fires on: its threshold is the validation
-# images' (1 - rate) quantile of the OOD distance.
+# images' (1 - rate) quantile of the OOD score.
 OOD_FLAG_RATE = 0.01
 
 # --- report directories (reports/<profile>/: the runner and the notebooks write them) ------------------

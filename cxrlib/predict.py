@@ -33,8 +33,9 @@ from cxrlib.ood.detector import MahalanobisDetector, OodFileError, load_detector
 from cxrlib.quiet import tensorflow_quietly
 
 # score: the model's output; probability: P(PNEUMONIA) calibrated on validation, at probability_prevalence;
-# ood_distance: Mahalanobis distance to the training images' features, ood_flag: above ood_threshold.
-COLUMNS = ("path", "score", "label", "threshold", "probability", "probability_prevalence", "ood_distance",
+# ood_score: the largest Mahalanobis distance to the training images' features over the detector's layers, each
+# standardised on the validation images; ood_flag: above ood_threshold.
+COLUMNS = ("path", "score", "label", "threshold", "probability", "probability_prevalence", "ood_score",
            "ood_threshold", "ood_flag")
 CALIBRATION_KEYS = ("slope", "intercept", "prevalence")
 TRAIN_HINT = "train it with ./run_all.sh (runs/<profile>/<arch>/seed-<k>/) or notebook 02/03"
@@ -122,7 +123,7 @@ class RunParts:
 
     def missing_notice(self) -> str | None:
         """One line naming what the run lacks, which columns stay empty and the command that adds them."""
-        columns = {"OOD model": ("ood_distance", "ood_threshold", "ood_flag"),
+        columns = {"OOD model": ("ood_score", "ood_threshold", "ood_flag"),
                    "calibration": ("probability", "probability_prevalence")}
         missing = [what for what, part in (("OOD model", self.detector), ("calibration", self.calibration))
                    if part is None]
@@ -178,24 +179,25 @@ def write_png(pixels: np.ndarray, path: Path) -> None:
 
 
 def scoring_model(model, parts: RunParts):
-    """`model` with the OOD detector's feature layer as a first output (the model itself without a detector)."""
-    import keras
+    """`model` giving the pooled features of the OOD detector's layers, then the score (`model` without a detector)."""
+    from cxrlib.ood.layers import MissingLayerError, scoring_model as ood_scoring_model
 
     if parts.detector is None:
         return model
-    layer, ood_path, model_path = parts.detector.layer, parts.run_dir / OOD_FILE, parts.model_path
+    ood_path, model_path = parts.run_dir / OOD_FILE, parts.model_path
     try:
-        features = model.get_layer(layer).output
-    except ValueError:
-        raise PredictError(f"{ood_path} was fitted on layer {layer!r}, which {model_path} lacks; "
-                           f"{refit_hint(ood_path)}") from None
-    if features.shape[-1] != parts.detector.class_means.shape[1]:
-        raise PredictError(f"{ood_path} expects {parts.detector.class_means.shape[1]} features of layer {layer!r}, "
-                           f"{model_path} gives {features.shape[-1]}; {refit_hint(ood_path)}")
-    return keras.Model(model.input, [features, model.output])
+        scorer = ood_scoring_model(model, parts.detector.layers)
+    except MissingLayerError as error:
+        raise PredictError(f"{ood_path} was fitted on layers {list(parts.detector.layers)}, which {model_path} "
+                           f"cannot give ({error}); {refit_hint(ood_path)}") from None
+    given = {layer: output.shape[-1] for layer, output in zip(parts.detector.layers, scorer.outputs)}
+    if given != parts.detector.dims:
+        raise PredictError(f"{ood_path} expects features per layer {parts.detector.dims}, {model_path} gives "
+                           f"{given}; {refit_hint(ood_path)}")
+    return scorer
 
 
-def result_frame(paths: list[str], scores: np.ndarray, distances: np.ndarray | None, parts: RunParts) -> pd.DataFrame:
+def result_frame(paths: list[str], scores: np.ndarray, ood_scores: np.ndarray | None, parts: RunParts) -> pd.DataFrame:
     """The COLUMNS of predicted images; the calibration's and the detector's columns empty when the run lacks them."""
     calibration, detector = parts.calibration, parts.detector
     return pd.DataFrame({
@@ -203,9 +205,9 @@ def result_frame(paths: list[str], scores: np.ndarray, distances: np.ndarray | N
         "label": np.asarray(CLASS_NAMES)[predict_labels(scores, parts.threshold)], "threshold": parts.threshold,
         "probability": calibrated_probability(scores, calibration) if calibration else np.nan,
         "probability_prevalence": calibration["prevalence"] if calibration else np.nan,
-        "ood_distance": np.nan if detector is None else distances,
+        "ood_score": np.nan if detector is None else ood_scores,
         "ood_threshold": np.nan if detector is None else detector.threshold,
-        "ood_flag": pd.array([pd.NA] * len(paths) if detector is None else detector.flags(distances), dtype="boolean"),
+        "ood_flag": pd.array([pd.NA] * len(paths) if detector is None else detector.flags(ood_scores), dtype="boolean"),
     }, columns=list(COLUMNS))
 
 
@@ -226,18 +228,18 @@ def predict_files(parts: RunParts, paths: list[str], gradcam_dir=None, batch_siz
     except ValueError as error:
         raise PredictError(f"Grad-CAM cannot explain {parts.model_path}: {error}; run without --gradcam") from error
     overlays = [] if cam is None else gradcam_paths(paths, Path(gradcam_dir))
-    scores, distances, next_path, next_overlay = [], [], iter(paths), iter(overlays)
+    scores, ood_scores, next_path, next_overlay = [], [], iter(paths), iter(overlays)
     for images, _ in batches:
         outputs = scorer.predict_on_batch(images)
         if parts.detector is not None:
-            distances.append(parts.detector.distances(outputs[0]))
-            outputs = outputs[1]
+            ood_scores.append(parts.detector.scores(dict(zip(parts.detector.layers, outputs))))
+            outputs = outputs[-1]
         scores.append(np.ravel(outputs))
         if cam is not None:
             for heatmap in cam(images)[0]:
                 write_png(source_overlay(next(next_path), heatmap), next(next_overlay))
     result = result_frame(paths, np.concatenate(scores).astype(float),
-                          np.concatenate(distances) if distances else None, parts)
+                          np.concatenate(ood_scores) if ood_scores else None, parts)
     if cam is not None:
         result["gradcam"] = [str(path) for path in overlays]
     return result
@@ -267,7 +269,7 @@ def require_images(paths: list[str], inputs) -> None:
 
 
 def predict(run_dir, inputs, gradcam_dir=None, threshold: float | None = None, batch_size: int = 32) -> pd.DataFrame:
-    """COLUMNS (+ gradcam) for image files and folders: score, label, calibrated probability, OOD distance and flag.
+    """COLUMNS (+ gradcam) for image files and folders: score, label, calibrated probability, OOD score and flag.
 
     The threshold is the run's validation-chosen one unless given. Unreadable files are skipped with one
     warning naming each and its reason; a run without OOD model or calibration gets one warning saying how to

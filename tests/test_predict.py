@@ -82,7 +82,7 @@ def test_predict_matches_the_model_on_a_folder_and_labels_follow_the_threshold(r
     assert (frame["threshold"] == threshold).all()
     assert ((frame["score"] >= threshold) == (frame["label"] == "PNEUMONIA")).all()
     assert set(frame["label"]) == {"NORMAL", "PNEUMONIA"}
-    assert frame[["probability", "probability_prevalence", "ood_distance", "ood_threshold", "ood_flag"]].isna().all().all()
+    assert frame[["probability", "probability_prevalence", "ood_score", "ood_threshold", "ood_flag"]].isna().all().all()
 
 
 def test_given_threshold_replaces_the_runs_and_must_be_a_probability(run):
@@ -115,7 +115,7 @@ def test_cli_prints_the_csv_without_out_and_no_tensorflow_start_up_lines(run):
     assert result.stdout.splitlines()[0] == ",".join(COLUMNS) and paths[0] in result.stdout
     assert result.stderr.splitlines() == [
         f"cxrlib.predict: {run_dir} has no OOD model and no calibration (trained before cxrlib fitted them), so "
-        "ood_distance, ood_threshold, ood_flag, probability, probability_prevalence are empty; add them with: "
+        "ood_score, ood_threshold, ood_flag, probability, probability_prevalence are empty; add them with: "
         f"python -m cxrlib.ood fit {run_dir}",
         "cxrlib.predict: 1 image(s) predicted, 0 input(s) skipped"]
 

@@ -1,8 +1,9 @@
 """python -m cxrlib.ood fit RUN_DIR: add the OOD detector and the calibration to a run trained before they existed.
 
 Rebuilds the run's training and validation images from the data set (its data and split fingerprints must match
-run.json), fits the detector on the best model's pooled features of the training images, sets its flag threshold
-on the validation images and calibrates the score on them. Writes RUN_DIR/ood.npz and adds `ood` and
+run.json), fits the detector on the best model's pooled features of the training images at the backbone registry's
+OOD layers, standardises its distances and sets its flag threshold on the validation images and calibrates the score
+on them. Writes RUN_DIR/ood.npz and adds `ood` and
 `calibration` to RUN_DIR/run.json. Exit status: 0 fitted, 1 the run or the data cannot be used.
 """
 from __future__ import annotations
@@ -107,9 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cxrlib.ood: error: {error}", file=sys.stderr)
         return 1
     ood, platt = content["ood"], content["calibration"]
-    print(f"cxrlib.ood: wrote {args.run_dir / OOD_FILE} (flag threshold {ood['threshold']:.2f} flags "
-          f"{ood['val_flagged']:.1%} of {ood['images']['val']} validation images) and the calibration (at PNEUMONIA "
-          f"prevalence {platt['prevalence']:.3f}) into {args.run_dir / RUN_RECORD_FILE}")
+    print(f"cxrlib.ood: wrote {args.run_dir / OOD_FILE} ({len(ood['layers'])} layers; flag threshold "
+          f"{ood['threshold']:.2f} flags {ood['val_flagged']:.1%} of {ood['images']['val']} validation images) and "
+          f"the calibration (at PNEUMONIA prevalence {platt['prevalence']:.3f}) into {args.run_dir / RUN_RECORD_FILE}")
     return 0
 
 

@@ -30,13 +30,6 @@ def _predict_subset(run: TrainingRun, model: keras.Model, subset: str, from_feat
     return model.predict(dataset, verbose=0).ravel()
 
 
-def _features_of(run: TrainingRun, model: keras.Model, from_features: bool):
-    """The best model's pooled features of a subset (for the OOD detector): the frozen-base cache or its images."""
-    if from_features:
-        return lambda name, rows: run.subset_features(model, name, timed=False)
-    return image_features(model, run.config.image_size, run.config.batch_size)
-
-
 def prediction_rows(rows: pd.DataFrame, subset: str, probs: np.ndarray) -> pd.DataFrame:
     """predictions.csv rows of one subset; `path` is relative to the data root (``split/label/file``), so records
     name the same image on every machine."""
@@ -85,7 +78,9 @@ def predict_and_record(run: TrainingRun, model: keras.Model, run_dir: Path) -> d
     safeguards = {}
     if config.fit_safeguards:
         started = time.perf_counter()
-        safeguards = fit_safeguards(_features_of(run, best, from_features), run.subsets, val_probs, run.directory)
+        # the detector reads several backbone layers, so it sees images even when the head was fitted on cached features
+        safeguards = fit_safeguards(image_features(best, config.image_size, config.batch_size), run.subsets, val_probs,
+                                    run.directory)
         state.timing["safeguards"] = time.perf_counter() - started
     latency = latency_ms(best, config.image_size, config.latency_repeats)
     return {**run_record(run, run_dir, threshold, latency, from_features), **safeguards}
