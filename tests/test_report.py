@@ -176,3 +176,13 @@ def test_seed_pair_row_names_the_level_of_each_test(runs):
     assert row["seed"] == 1 and row["comparison"] == "DenseNet-121 − ResNet-50"
     assert row["accuracy difference (patient 95% CI)"].startswith("-0.1000 (")
     assert set(row) >= {"image-level DeLong p", "image-level McNemar p"}
+
+
+def test_parameters_are_shown_as_set_accepts_them():
+    from cxrlib.report.format import parameters_text, value_text
+    from cxrlib.runner.profiles import parse_overrides
+
+    params = {"profile": "cpu", "data_dir": None, "seeds": [1, 2], "augment": True, "learning_rate": 0.001}
+    assert parameters_text(params) == "profile=cpu, data_dir=null, seeds=[1, 2], augment=true, learning_rate=0.001"
+    for name, value in params.items():
+        assert parse_overrides([f"{name}={value_text(value)}"]) == {name: value}

@@ -23,7 +23,7 @@ from cxrlib.data import audit
 from cxrlib.params import notebook_parameters, policy_kwargs
 from cxrlib.report import discussion
 from cxrlib.report.format import (NAMES, POLICY_NAMES, display_table, headline_table, is_missing, mean_sd_range,
-                                  model_title, number, readable, with_interval)
+                                  model_title, number, parameters_text, readable, value_text, with_interval)
 from cxrlib.report.training import shown_parameters
 
 # Settings shown side by side for every model (a difference between models would show here).
@@ -85,7 +85,7 @@ def setup(namespace: dict) -> ComparisonSetup:
     if focus not in seeds:
         raise ValueError(f"focus_seed = {focus} has no runs in {repo_relative(records)} (seeds: {seeds}); set "
                          "focus_seed to one of them or null")
-    print(f"parameters: {shown_parameters(params)}")
+    print(f"parameters: {parameters_text(shown_parameters(params))}")
     print("versions:", ", ".join(f"{lib} {version}" for lib, version in runtime.library_versions().items()))
     print(f"run records: {repo_relative(records)}; data fingerprint (all runs): {runs[0].info['data_fingerprint']}")
     if study_plan:
@@ -113,7 +113,7 @@ def runs_section(setup: ComparisonSetup) -> None:
                          f"{', '.join(POLICY_NAMES.get(name, name) for name in recorded)}; this report does not use "
                          f"it: every run is scored at the pre-registered policy ({POLICY_NAMES[policy]})."))
     trained = {run.name: run for run in setup.runs if run.arch in ARCHS}
-    settings = pd.DataFrame({model_title(name): [str(run.info["config"].get(key)) for key in SETTINGS]
+    settings = pd.DataFrame({model_title(name): [value_text(run.info["config"].get(key)) for key in SETTINGS]
                              for name, run in trained.items()}, index=list(SETTINGS))
     display(readable(settings.reset_index(names="setting")))
     display(Markdown("**Where and how long each replicate trained** (training time of each model, from its run.json):"))

@@ -7,6 +7,7 @@ import numbers
 from dataclasses import dataclass
 
 import pandas as pd
+import yaml
 
 from cxrlib.backbones import title_of
 from cxrlib.contract import ENSEMBLE, HEADLINE_METRICS
@@ -63,6 +64,16 @@ def mean_sd_range(mean, sd, low, high, digits: int = 3) -> str:
         return number(mean, digits)
     separator = " to " if low < 0 else "–"
     return f"{number(mean, digits)} ± {number(sd, digits)} ({number(low, digits)}{separator}{number(high, digits)})"
+
+
+def value_text(value) -> str:
+    """A parameter value as a profile file (and ``--set``) writes it: ``null``, ``true``, ``[1, 2]``, ``0.001``."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def parameters_text(params: dict) -> str:
+    """Parameters as one line of ``name=value`` pairs, each as ``--set`` accepts it."""
+    return ", ".join(f"{name}={value_text(value)}" for name, value in params.items())
 
 
 def p_value(value) -> str:

@@ -15,7 +15,7 @@ from cxrlib import bootstrap, compare, data, explain, models, plots, runtime
 from cxrlib.backbones import BACKBONES
 from cxrlib.contract import MODEL_FILE, THRESHOLD_POLICIES, repo_relative
 from cxrlib.params import notebook_parameters, policy_kwargs, replicate_seeds
-from cxrlib.report.format import POLICY_NAMES, epoch_number, number, readable, with_interval
+from cxrlib.report.format import POLICY_NAMES, epoch_number, number, parameters_text, readable, with_interval
 from cxrlib.train.replicates import model_size, train_replicate
 
 PATH_PARAMETERS = ("data_dir", "runs_dir", "report_dir")
@@ -57,7 +57,7 @@ def setup(namespace: dict, arch: str) -> TrainingSetup:
     seeds = dict(replicate_seeds(params))
     frames = {seed: data.replicate_frame(index.images, params, split_seed) for seed, split_seed in seeds.items()}
     display(Markdown(f"# Training {BACKBONES[arch].title}\n\n{BACKBONES[arch].intro}"))
-    print(f"parameters: {shown_parameters(params)}")
+    print(f"parameters: {parameters_text(shown_parameters(params))}")
     print("versions:", ", ".join(f"{lib} {version}" for lib, version in runtime.library_versions().items()))
     device = runtime.device_info()
     print(f"device: {device['cpu']}, {device['cpu_affinity']} cores, GPUs: {device['gpus'] or 'none'}; "

@@ -13,13 +13,12 @@ import os
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from cxrlib.contract import (COMPARISON_FILE, COMPARISON_MARKDOWN, COMPARISON_PAGE, INDEX_PAGE, REPO_ROOT,
                              ROC_FIGURE, RUN_LOG_FILE, RUNNER_RECORD_FILE, SEED_PAIRS_FIGURE, SEEDS_FILE,
                              STUDY_FILE)
 from cxrlib.files import write_atomic
-from cxrlib.report.format import POLICY_NAMES, Table, display_table, headline_table
+from cxrlib.report.format import POLICY_NAMES, Table, display_table, headline_table, value_text
 from cxrlib.runtime import version_text
 from cxrlib.runner.pages import render, write_table_page
 
@@ -98,11 +97,6 @@ def duration_text(seconds: float) -> str:
 def when_text(iso: str) -> str:
     """``2026-11-26T03:03:34`` as ``26 Nov 2026, 03:03``."""
     return dt.datetime.fromisoformat(iso).strftime("%d %b %Y, %H:%M")
-
-
-def value_text(value) -> str:
-    """A parameter value as the profile file writes it (``null``, ``true``, ``[1, 2]``, ``0.001``)."""
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
 def report_links(report_dir: Path, notebooks: dict) -> list[dict]:
