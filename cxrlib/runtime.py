@@ -156,10 +156,12 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def code_version(repo: Path = REPO_ROOT) -> dict:
-    """The commit the repository is at and whether tracked files differ from it (taken when a run starts)."""
+    """The commit the repository is at and whether tracked files outside reports/ differ from it (taken when a run
+    starts; reports are outputs, e.g. a running search's record, not code)."""
     try:
         return {"commit": _git(repo, "rev-parse", "--short", "HEAD"),
-                "modified": bool(_git(repo, "status", "--porcelain", "--untracked-files=no"))}
+                "modified": bool(_git(repo, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                      ":(exclude)reports"))}
     except (OSError, subprocess.SubprocessError):
         return {"commit": "unknown", "modified": False}
 

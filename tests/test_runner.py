@@ -449,11 +449,14 @@ def test_code_version_is_the_commit_with_modified_spelled_out(tmp_path):
     git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run([*git, "init", "-q"], check=True)
     (tmp_path / "a.txt").write_text("1")
-    subprocess.run([*git, "add", "a.txt"], check=True)
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "journal.log").write_text("trial 1")
+    subprocess.run([*git, "add", "a.txt", "reports"], check=True)
     subprocess.run([*git, "commit", "-qm", "one"], check=True)
     version = runtime.code_version(tmp_path)
     assert re.fullmatch(r"[0-9a-f]{7,}", version["commit"]) and not version["modified"]
     (tmp_path / "untracked.txt").write_text("ignored")
+    (tmp_path / "reports" / "journal.log").write_text("trial 2")  # records of a running search are outputs
     assert not runtime.code_version(tmp_path)["modified"]
     (tmp_path / "a.txt").write_text("2")
     assert runtime.version_text(runtime.code_version(tmp_path)) == f"{version['commit']} (modified)"
