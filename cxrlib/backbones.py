@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Backbone:
-    """One architecture: its keras.applications constructor, input normalisation, fine-tuning block and prose."""
+    """One architecture: its keras.applications constructor, input normalisation, fine-tuning block, OOD layers,
+    ImageNet weights and prose."""
 
     name: str  # registry key; the run directory and notebook use it
     title: str  # how reports name it

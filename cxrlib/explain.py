@@ -1,24 +1,21 @@
-"""Grad-CAM (Selvaraju et al. 2017) for the classifiers of ``cxrlib.models.build_model`` and similar models.
+"""Grad-CAM (Selvaraju et al. 2017) heatmaps for the classifiers of ``cxrlib.models.build_model`` and similar models.
 
 The feature map is the last layer with a spatial (4-D) output, found automatically, also inside the
 nested keras.applications backbone. The model is split there into ``features(x)`` (the model's graph before
 the backbone, e.g. its preprocessing ops, + the backbone up to that layer) and ``head(features)`` (the rest, re-applied layer by layer),
-so the gradient of the PNEUMONIA logit with respect to the feature map can be taken.
+so the gradient of the PNEUMONIA logit with respect to the feature map can be taken. Drawing the heatmaps over the
+X-rays is ``cxrlib.plots.gradcam``'s job.
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 import keras
-import matplotlib
 import numpy as np
 import tensorflow as tf
-from matplotlib.figure import Figure
-from PIL import Image
 
-from cxrlib import plots
-from cxrlib.evaluate import CLASS_NAMES
+from cxrlib.data.pipeline import load_image
 
 
 def _is_spatial(layer: keras.layers.Layer) -> bool:
@@ -124,76 +121,24 @@ class GradCam:
         return np.clip(heatmaps.numpy(), 0, 1), tf.sigmoid(logit).numpy()
 
 
-def overlay_heatmap(image, heatmap, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
-    """The X-ray in grey with the heatmap blended on top, RGB in [0, 1]."""
-    base = plots.display_image(image)
-    base = np.repeat(base[..., None], 3, axis=-1) if base.ndim == 2 else base
-    colored = matplotlib.colormaps[cmap](np.asarray(heatmap))[..., :3]
-    return np.clip((1 - alpha) * base + alpha * colored, 0, 1)
+@dataclass(frozen=True)
+class ModelHeatmaps:
+    """One model's Grad-CAM of a batch: the raw-pixel ``images`` [N, S, S, 3] at its input size, ``heatmaps`` in
+    [0, 1] [N, S, S] and its PNEUMONIA ``probs`` [N]."""
+
+    images: np.ndarray
+    heatmaps: np.ndarray
+    probs: np.ndarray
 
 
-def source_overlay(path: str | Path, heatmap, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
-    """The stored image at its own resolution with the heatmap stretched over it, RGB in [0, 1].
-
-    The model saw the image squashed to a square (``cxrlib.data.load_image``), so the square heatmap is resized
-    bilinearly to the image's width and height, aspect ratio ignored, which maps each cell back to where it was.
-    """
-    pixels = plots.read_stored_image(path)
-    height, width = pixels.shape[:2]
-    square = Image.fromarray(np.asarray(heatmap, dtype=np.float32))  # mode F: 32-bit float pixels
-    stretched = np.asarray(square.resize((width, height), Image.Resampling.BILINEAR))
-    return overlay_heatmap(pixels, np.clip(stretched, 0, 1), alpha, cmap)
-
-
-def _load_batch(images, image_size: int, loader: Callable | None) -> np.ndarray:
-    """Raw pixel batch from an array or from a sequence of image paths."""
-    if isinstance(images, np.ndarray):
-        return images.astype("float32")
-    loader = loader or plots.default_loader()
-    return np.stack([loader(path, image_size) for path in images]).astype("float32")
-
-
-def _label_name(label) -> str:
-    return CLASS_NAMES[label] if isinstance(label, (int, np.integer)) else str(label)
-
-
-@plots.styled
-def plot_gradcam_comparison(models: Mapping[str, keras.Model], images: np.ndarray | Sequence[str],
-                            labels: Sequence | None = None, thresholds: Mapping[str, float] | None = None,
-                            loader: Callable | None = None, alpha: float = 0.4,
-                            save_to: str | Path | None = None) -> Figure:
-    """Rows of images: the X-ray, then each model's Grad-CAM overlay titled with its PNEUMONIA probability.
-
-    ``images`` are raw-pixel arrays or file paths (loaded at each model's input size). With ``labels``
-    and ``thresholds`` ({name: threshold}), overlay titles are green when right and red when wrong.
-    """
-    thresholds = thresholds or {}
-    results = {}
+def gradcam_maps(models: Mapping[str, keras.Model], images: np.ndarray | Sequence[str]) -> dict[str, ModelHeatmaps]:
+    """{name: ModelHeatmaps} of each model for the same images: raw-pixel arrays, or file paths loaded at each
+    model's input size (``cxrlib.data.load_image``)."""
+    maps = {}
     for name, model in models.items():
-        batch = _load_batch(images, model.input_shape[1], loader)
-        results[name] = (batch, *GradCam(model)(batch))
-    first_batch = next(iter(results.values()))[0]
-    figure, axes = plots.new_figure(len(first_batch), 1 + len(models), size=(2.6, 2.8))
-    for row in range(len(first_batch)):
-        truth = _label_name(labels[row]) if labels is not None else ""
-        axes[row, 0].imshow(plots.display_image(first_batch[row]), cmap="gray")
-        axes[row, 0].set_title(f"true {truth}" if truth else "X-ray", fontsize=9)
-        for column, (name, (batch, heatmaps, probs)) in enumerate(results.items(), start=1):
-            axes[row, column].imshow(overlay_heatmap(batch[row], heatmaps[row], alpha))
-            color = "black"
-            if truth and name in thresholds:
-                predicted = CLASS_NAMES[int(probs[row] >= thresholds[name])]
-                color = plots.RIGHT if predicted == truth else plots.WRONG
-            axes[row, column].set_title(f"{name}: p={probs[row]:.2f}", fontsize=9, color=color)
-    for ax in axes.flat:
-        ax.axis("off")
-    figure.suptitle("Grad-CAM (PNEUMONIA evidence)")
-    return plots.finish(figure, save_to)
-
-
-def plot_gradcam(model: keras.Model, images: np.ndarray | Sequence[str], labels: Sequence | None = None,
-                 name: str | None = None, threshold: float | None = None, **kwargs) -> Figure:
-    """Grad-CAM overlays of one model (``plot_gradcam_comparison`` with a single model)."""
-    name = name or model.name
-    thresholds = None if threshold is None else {name: threshold}
-    return plot_gradcam_comparison({name: model}, images, labels, thresholds, **kwargs)
+        if isinstance(images, np.ndarray):
+            batch = images.astype("float32")
+        else:
+            batch = np.stack([load_image(path, model.input_shape[1]) for path in images]).astype("float32")
+        maps[name] = ModelHeatmaps(batch, *GradCam(model)(batch))
+    return maps

@@ -1,10 +1,11 @@
 """ResNet-50 / DenseNet-121 classifiers that take raw 0..255 pixels and output P(PNEUMONIA).
 
-Layout of every model (names are relied on by features.py, train.py and explain.py):
-`image` -> the backbone's own preprocess_input as plain Keras ops, ending in `preprocess` (Identity) -> backbone (`resnet50` / `densenet121`,
-a nested keras.applications model, include_top=False) -> `pool` (GlobalAveragePooling2D) ->
-`head_dense` -> `head_dropout` -> `prediction` (float32 sigmoid). Architectures come from the registry in
-cxrlib/backbones.py; saved models hold only standard Keras layers and ops.
+Layout of every model (head_of below, features.py and ood/layers.py find layers by these names; explain.py
+re-applies the top-level layers as a chain): `image` -> the backbone's own preprocess_input as plain Keras ops,
+ending in `preprocess` (Identity) -> backbone (`resnet50` / `densenet121`, a nested keras.applications model,
+include_top=False) -> `pool` (GlobalAveragePooling2D) -> `head_dense` -> `head_dropout` -> `prediction` (float32
+sigmoid). Architectures come from the registry in cxrlib/backbones.py; saved models hold only standard Keras layers
+and ops.
 """
 import hashlib
 import os

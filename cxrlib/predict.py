@@ -214,8 +214,9 @@ def result_frame(paths: list[str], scores: np.ndarray, ood_scores: np.ndarray | 
 def predict_files(parts: RunParts, paths: list[str], gradcam_dir=None, batch_size: int = 32) -> pd.DataFrame:
     """COLUMNS of readable image files, in batches; Grad-CAM overlays at each image's size into gradcam_dir if given."""
     from cxrlib.data.pipeline import make_dataset  # TensorFlow is imported only once there is work to do
-    from cxrlib.explain import GradCam, source_overlay
+    from cxrlib.explain import GradCam
     from cxrlib.models import load_model
+    from cxrlib.plots.gradcam import source_overlay
 
     try:
         model = load_model(parts.model_path)

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from cxrlib import bootstrap, evaluate
+from cxrlib.contract import THRESHOLD_POLICIES
 
 
 def scored_sample(n_neg=60, n_pos=100, separation=1.0, seed=0, decimals=2):
@@ -135,7 +136,7 @@ def test_threshold_stability_brackets_each_choice_and_narrows_with_more_validati
         y_true, probs = scored_sample(n_neg=n, n_pos=n, separation=2.0, seed=5, decimals=6)
         return bootstrap.threshold_stability(y_true, probs, n_boot=200, seed=1)
     small, large = stability(40), stability(2000)
-    assert list(small.index) == list(evaluate.THRESHOLD_POLICIES)
+    assert list(small.index) == list(THRESHOLD_POLICIES)
     assert list(small.columns) == ["threshold", "resampled_p2.5", "resampled_median", "resampled_p97.5",
                                    "resampled_sd", "n_boot"]
     for frame in (small, large):

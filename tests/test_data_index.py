@@ -5,7 +5,7 @@ import warnings
 
 import pytest
 
-from cxrlib.data.index import IMAGE_COLUMNS, patient_id_from_name, patient_ids, scan_dataset
+from cxrlib.data.index import IMAGE_COLUMNS, patient_id_from_name, patient_ids, relpath_from_path, scan_dataset
 from cxrlib.data.locate import DataLayoutError, DataNotFoundError
 from conftest import write_odd_images, write_tree
 
@@ -195,3 +195,8 @@ def test_importing_the_data_package_does_not_load_tensorflow():
     code = "import sys; from cxrlib import data; assert 'make_dataset' in data.__all__; print('tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_relpath_from_path_keeps_split_label_and_file():
+    assert relpath_from_path("/a/b/chest_xray/test/NORMAL/x.jpeg") == "test/NORMAL/x.jpeg"
+    assert relpath_from_path("D:\\data\\test\\PNEUMONIA\\y.jpeg") == "test/PNEUMONIA/y.jpeg"

@@ -4,8 +4,10 @@ import warnings
 import numpy as np
 import pytest
 
-from cxrlib.data import (assign_subsets, audit, class_weights, describe_image_sizes, label_rate_by_group, make_dataset,
+from cxrlib.data import (assign_subsets, class_weights, describe_image_sizes, label_rate_by_group, make_dataset,
                          scan_dataset, subsample, subset_counts)
+from cxrlib.data.baseline import GEOMETRY_FEATURES, metadata_baseline
+from cxrlib.data.geometry import OTHER_GROUP
 
 pytestmark = pytest.mark.realdata
 
@@ -18,9 +20,9 @@ KAGGLE_COUNTS = {
 # ../shared/data/README.md: (NORMAL, PNEUMONIA) per folder and stored geometry of the rebuilt copy.
 README_GEOMETRY = {
     ("train", "square 224×224"): (73, 1790), ("train", "square 227×227"): (837, 891),
-    ("train", audit.OTHER_GROUP): (431, 1194), ("val", "square 224×224"): (8, 8),
+    ("train", OTHER_GROUP): (431, 1194), ("val", "square 224×224"): (8, 8),
     ("test", "square 224×224"): (19, 250), ("test", "square 227×227"): (207, 137),
-    ("test", audit.OTHER_GROUP): (8, 3),
+    ("test", OTHER_GROUP): (8, 3),
 }
 
 
@@ -109,7 +111,7 @@ def test_notebook_01_size_prose_names_the_two_squares_and_the_rest(rebuilt_copy)
 
 
 def test_stored_size_alone_predicts_the_test_label_above_chance(rebuilt_copy):
-    result = audit.metadata_baseline(rebuilt_copy, audit.GEOMETRY_FEATURES, n_boot=500)
+    result = metadata_baseline(rebuilt_copy, GEOMETRY_FEATURES, n_boot=500)
     print(f"stored-size baseline: test ROC-AUC {result['roc_auc']:.3f} "
           f"({result['roc_auc_ci_low']:.3f}-{result['roc_auc_ci_high']:.3f}), accuracy {result['accuracy']:.3f}")
     assert result["train_images"] == 5216 and result["test_images"] == 624

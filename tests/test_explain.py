@@ -1,13 +1,10 @@
 """Grad-CAM finds the feature map in nested backbones and points at the object that drives the prediction."""
-import matplotlib
-
-matplotlib.use("Agg")
-
 import keras
 import numpy as np
 import pytest
+from PIL import Image
 
-from cxrlib import explain
+from cxrlib import explain, models
 
 SIZE, SQUARE = 32, 6
 
@@ -79,7 +76,6 @@ def test_non_chain_models_are_refused():
 
 @pytest.mark.parametrize("arch, layer", [("resnet50", "conv5_block3_out"), ("densenet121", "relu")])
 def test_builder_models_expose_their_last_convolutional_block(arch, layer):
-    models = pytest.importorskip("cxrlib.models")
     model = models.build_model(arch, 32)
     gradcam = explain.GradCam(model)
     assert gradcam.layer_path == [arch, layer]
@@ -87,28 +83,15 @@ def test_builder_models_expose_their_last_convolutional_block(arch, layer):
     assert heatmaps.shape == (2, 32, 32) and np.isfinite(heatmaps).all() and probs.shape == (2,)
 
 
-def test_comparison_figure_has_the_xray_and_one_overlay_per_model(trained_detector, tmp_path):
-    images, labels, _ = square_images(3, seed=2)
-    figure = explain.plot_gradcam_comparison({"a": trained_detector, "b": trained_detector}, images,
-                                             labels=list(labels), thresholds={"a": 0.5},
-                                             save_to=tmp_path / "gradcam.png")
-    assert len(figure.axes) == 9 and (tmp_path / "gradcam.png").exists()
-    assert figure.axes[0].get_title().startswith("true ")
-    assert figure.axes[1].get_title().startswith("a: p=") and figure.axes[2].get_title().startswith("b: p=")
-
-
-def test_overlay_is_rgb_in_unit_range():
-    overlay = explain.overlay_heatmap(np.full((8, 8, 3), 200, np.uint8), np.linspace(0, 1, 64).reshape(8, 8))
-    assert overlay.shape == (8, 8, 3) and 0 <= overlay.min() and overlay.max() <= 1
-
-
-def test_source_overlay_has_the_stored_size_and_stretches_the_square_map_over_it(tmp_path):
-    from PIL import Image
-
-    Image.fromarray(np.full((50, 120), 100, np.uint8)).save(tmp_path / "wide.png")  # 120 wide, 50 high
-    heatmap = np.zeros((8, 8))
-    heatmap[:4, :4] = 1.0  # hot in the top-left quarter of the model's square input
-    overlay = explain.source_overlay(tmp_path / "wide.png", heatmap)
-    assert overlay.shape == (50, 120, 3) and 0 <= overlay.min() and overlay.max() <= 1
-    hot = overlay[..., 0] > overlay[..., 2]  # jet: red where the map is high, blue where it is low
-    assert hot[:20, :50].all() and not hot[30:, :].any() and not hot[:, 70:].any()
+def test_gradcam_maps_loads_image_files_at_the_models_input_size(trained_detector, tmp_path):
+    images, _, _ = square_images(2, seed=3)
+    paths = []
+    for number, image in enumerate(images):
+        path = tmp_path / f"image{number}.png"
+        Image.fromarray(np.repeat(image.astype(np.uint8), 2, axis=0)).save(path)  # stored taller than the input
+        paths.append(str(path))
+    maps = explain.gradcam_maps({"a": trained_detector, "b": trained_detector}, paths)
+    assert list(maps) == ["a", "b"]
+    for model_maps in maps.values():
+        assert model_maps.images.shape == (2, SIZE, SIZE, 3) and model_maps.heatmaps.shape == (2, SIZE, SIZE)
+        assert model_maps.probs == pytest.approx(np.ravel(trained_detector(model_maps.images)), abs=1e-4)

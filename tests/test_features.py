@@ -6,6 +6,7 @@ import pytest
 from conftest import write_tree
 
 from cxrlib import data, features, models
+from cxrlib.contract import ARCHS
 from cxrlib.train import TrainConfig, train
 
 
@@ -55,8 +56,9 @@ def test_cached_features_are_written_once_then_read(tiny, tmp_path, monkeypatch)
 def test_fast_path_trains_the_same_model_as_the_image_path(tiny, tmp_path):
     """Full-batch epochs and no dropout make the two paths compute the same updates, so they must agree."""
     frame, fingerprint = tiny
-    settings = dict(arch="resnet50", image_size=32, epochs=2, batch_size=32, learning_rate=1e-5, train_base=False,
-                    augment=False, dropout=0.0, feature_cache_dir=str(tmp_path / "cache"), latency_repeats=1, verbose=0)
+    settings = dict(arch="resnet50", image_size=32, epochs=2, batch_size=32, learning_rate=1e-5, weights=None,
+                    train_base=False, finetune_epochs=0, augment=False, dropout=0.0,
+                    feature_cache_dir=str(tmp_path / "cache"), latency_repeats=1, verbose=0)
     fast = train(frame, tmp_path / "fast", TrainConfig(**settings), data_fingerprint=fingerprint)
     slow = train(frame, tmp_path / "slow", TrainConfig(**settings, use_feature_cache=False),
                  data_fingerprint=fingerprint)
@@ -76,11 +78,11 @@ def test_fast_path_trains_the_same_model_as_the_image_path(tiny, tmp_path):
 
 def test_cache_key_of_a_weights_mapping_or_template_is_that_of_the_backbones_file(tiny, tmp_path):
     frame = tiny[0][tiny[0]["subset"] == "val"]
-    for arch in models.ARCHS:
+    for arch in ARCHS:
         (tmp_path / f"{arch}.weights.h5").write_bytes(arch.encode())
     single = key(frame, weights=tmp_path / "resnet50.weights.h5")
     assert key(frame, weights=str(tmp_path / "{arch}.weights.h5")) == single
-    assert key(frame, weights={arch: str(tmp_path / f"{arch}.weights.h5") for arch in models.ARCHS}) == single
+    assert key(frame, weights={arch: str(tmp_path / f"{arch}.weights.h5") for arch in ARCHS}) == single
 
 
 def test_subset_features_reuse_one_extractor_per_model_and_the_cache(tiny, tmp_path):

@@ -17,7 +17,7 @@ SIZE = 32
 @pytest.fixture(scope="module")
 def frozen_models():
     """Both architectures with a frozen base and the reference head, built once at 32 px."""
-    return {arch: models.build_model(arch, SIZE, weights=None, train_base=False) for arch in models.ARCHS}
+    return {arch: models.build_model(arch, SIZE, weights=None, train_base=False) for arch in ARCHS}
 
 
 @pytest.mark.parametrize("arch, trainable, non_trainable", [
@@ -143,7 +143,7 @@ def test_corrupt_cached_imagenet_file_is_reported(tmp_path, monkeypatch):
         models.imagenet_weights_path("densenet121")
 
 
-@pytest.mark.parametrize("arch", models.ARCHS)
+@pytest.mark.parametrize("arch", ARCHS)
 def test_unfreeze_from_unfreezes_top_blocks_but_keeps_batchnorm_frozen(arch):
     model = models.build_model(arch, SIZE, weights=None, train_base=False)
     models.unfreeze_from(model)
@@ -175,7 +175,7 @@ def backbone_files(tmp_path_factory):
     """{arch: (backbone, its saved weights file)} for both architectures, from scratch at 32 px."""
     folder = tmp_path_factory.mktemp("backbones")
     files = {}
-    for arch in models.ARCHS:
+    for arch in ARCHS:
         backbone = models.build_backbone(arch, SIZE, weights=None)
         backbone.save_weights(folder / f"{arch}_radiology.weights.h5")
         files[arch] = (backbone, folder / f"{arch}_radiology.weights.h5")

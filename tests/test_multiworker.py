@@ -20,7 +20,8 @@ from cxrlib import data
 from cxrlib.contract import LAST_WEIGHTS_FILE, MODEL_FILE, OOD_FILE, PREDICTION_COLUMNS, RECORD_FILES, STATE_FILE
 from cxrlib.train import TrainConfig, cluster, train
 
-SETTINGS = dict(arch="resnet50", image_size=32, epochs=1, batch_size=8, train_base=False, augment=False,
+SETTINGS = dict(arch="resnet50", image_size=32, epochs=1, batch_size=8, weights=None, train_base=False,
+                finetune_epochs=0, augment=False,
                 use_feature_cache=False, precision="float32", latency_repeats=1, verbose=0)
 WORKER_SCRIPT = textwrap.dedent("""
     import json, sys

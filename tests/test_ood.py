@@ -230,7 +230,8 @@ def trained(tmp_path_factory):
     root = write_tree(tmp_path_factory.mktemp("data") / "chest_xray", per_class={"train": 150, "val": 2, "test": 2})
     index = data.scan_dataset(root)
     frame = data.replicate_frame(index.images, {"val_fraction": 0.1, "subsample_per_class": None}, 0)
-    config = TrainConfig(arch="resnet50", image_size=SIZE, epochs=1, batch_size=16, train_base=False, augment=False,
+    config = TrainConfig(arch="resnet50", image_size=SIZE, epochs=1, batch_size=16, weights=None, train_base=False,
+                         finetune_epochs=0, augment=False,
                          head_units=8, precision="float32", latency_repeats=1, verbose=0, split_seed=0,
                          use_feature_cache=False)
     run_dir = tmp_path_factory.mktemp("runs") / "resnet50" / "seed-42"

@@ -54,11 +54,12 @@ def test_a_replicate_with_other_settings_is_refused_not_overwritten(tree, tmp_pa
 def test_the_training_seed_alone_sets_the_initial_weights(tree):
     weights = []
     for split_seed in (1, 2):
-        config = TrainConfig(arch="resnet50", image_size=32, epochs=1, head_units=8, precision="float32",
-                             seed=7, split_seed=split_seed)
+        config = TrainConfig(arch="resnet50", image_size=32, epochs=1, weights=None, train_base=True, finetune_epochs=0,
+                             head_units=8, precision="float32", seed=7, split_seed=split_seed)
         weights.append(phases.build(config, cpu_speedups=False).get_weights())
     assert all(np.array_equal(a, b) for a, b in zip(*weights))
-    other = TrainConfig(arch="resnet50", image_size=32, epochs=1, head_units=8, precision="float32", seed=8)
+    other = TrainConfig(arch="resnet50", image_size=32, epochs=1, weights=None, train_base=True, finetune_epochs=0,
+                        head_units=8, precision="float32", seed=8)
     assert not all(np.array_equal(a, b) for a, b in zip(weights[0], phases.build(other, False).get_weights()))
 
 

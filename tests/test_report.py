@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 
 from cxrlib import compare, params, study
-from cxrlib.contract import REPO_ROOT
+from cxrlib.contract import HEADLINE_METRICS, REPO_ROOT
 from cxrlib.report import discussion
-from cxrlib.report.format import (epoch_number, mean_sd_range, model_title, number, p_value, readable,
-                                  with_interval)
+from cxrlib.report.format import (epoch_number, headline_table, markdown_table, mean_sd_range, model_title, number,
+                                  p_value, readable, with_interval)
 from cxrlib.report.training import shown_parameters
 
 MISSED = {"resnet50": {1: 0, 2: 1, 3: 2}, "densenet121": {1: 1, 2: 1, 3: 3}}
@@ -62,6 +62,26 @@ def test_readable_tables_name_columns_and_models_and_hide_the_index():
     assert "DenseNet-121" in page and "ensemble (mean)" in page and "ROC-AUC" in page and "1,234" in page
     assert "nan" not in page.lower() and "–" in page and "roc_auc" not in page
     assert model_title("resnet50") == "ResNet-50"
+
+
+def test_markdown_tables_read_like_the_pages_without_nan_or_exponents():
+    frame = pd.DataFrame({"model": ["resnet50", "ensemble"], "params_total": [25_690_000, float("nan")],
+                          "roc_auc": [0.95271, float("nan")]})  # the symptom of reports/seed43/cpu/comparison.md
+    header, rule, *rows = markdown_table(frame).splitlines()
+    cells = lambda line: [cell.strip() for cell in line.strip("|").split("|")]
+    assert cells(header) == ["Model", "Parameters", "ROC-AUC"] and set(rule) <= set("|:-")
+    assert cells(rows[0]) == ["ResNet-50", "25,690,000", "0.953"]
+    assert cells(rows[1]) == ["ensemble (mean)", "–", "–"]
+
+
+def test_comparison_markdown_is_the_headline_as_shown():
+    statistics = {"mean": 0.9, "sd": float("nan"), "min": 0.9, "max": 0.9}  # one seed: no SD
+    comparison = pd.DataFrame({"model": ["resnet50"], "seeds": [1],
+                               **{f"{metric}_{stat}": [value] for metric in (*HEADLINE_METRICS, "threshold")
+                                  for stat, value in statistics.items()}})
+    text = markdown_table(headline_table(comparison))
+    assert text.splitlines()[0].startswith("| Model") and "ROC-AUC" in text and "| ResNet-50 " in text
+    assert "0.900" in text and "nan" not in text.lower() and "roc_auc" not in text
 
 
 def test_readable_shows_a_meaningful_index_once():

@@ -544,7 +544,7 @@ def test_large_png_figures_become_jpeg_and_small_ones_stay(tmp_path):
     large, kept = cell.outputs
     assert "image/png" not in large.data and large.metadata == {"image/jpeg": {"width": 300}}
     assert len(base64.b64decode(large.data["image/jpeg"])) < len(big)
-    assert Image.open(io.BytesIO(base64.b64decode(large.data["image/jpeg"]))).size == (400, 400)
+    assert Image.open(io.BytesIO(base64.b64decode(large.data["image/jpeg"]))).size == (300, 300)
     assert "image/png" in kept.data
 
 

@@ -6,7 +6,7 @@ import pytest
 from scipy.stats import wilcoxon
 
 from cxrlib import compare, evaluate, study
-from cxrlib.contract import model_of
+from cxrlib.contract import THRESHOLD_POLICIES, model_of
 
 # Test rows: 5 NORMAL and 5 PNEUMONIA. A run with m "missed" positives scores them below every negative, so at
 # the fixed threshold 0.5 its accuracy is (10 - m) / 10 and its ROC-AUC is 1 - m / 5.
@@ -39,7 +39,7 @@ def runs():
 
 def test_seed_metrics_chooses_every_policy_on_each_runs_validation_rows(runs):
     per_seed = study.seed_metrics(runs, primary="fixed")
-    assert len(per_seed) == 2 * 3 * len(evaluate.THRESHOLD_POLICIES)
+    assert len(per_seed) == 2 * 3 * len(THRESHOLD_POLICIES)
     assert list(per_seed["policy"].unique()) == ["fixed", "youden_midpoint", "youden", "sensitivity"]
     assert (per_seed["is_primary"] == (per_seed["policy"] == "fixed")).all()
     fixed = per_seed[per_seed["policy"] == "fixed"].set_index(["model", "seed"])

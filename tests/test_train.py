@@ -18,7 +18,9 @@ from conftest import write_tree
 from cxrlib import data, evaluate, fastops, models
 from cxrlib.contract import LAST_WEIGHTS_FILE, MODEL_FILE, OOD_FILE, PREDICTION_COLUMNS, REPO_ROOT, STATE_FILE
 from cxrlib.params import ParameterError
+from cxrlib.runner.profiles import load_profile, profile_path
 from cxrlib.train import Phase, TrainConfig, callbacks, phases, rundir, train
+from cxrlib.train.config import ADDED_RESULT_FIELDS
 
 HISTORY_COLUMNS = {"epoch", "loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc", "learning_rate"}
 RUN_KEYS = {"name", "arch", "config", "versions", "data_fingerprint", "split_fingerprint", "seed", "split_seed",
@@ -37,8 +39,9 @@ def tiny(tmp_path_factory):
 
 def tiny_config(cache_dir, **overrides) -> TrainConfig:
     """A frozen ResNet-50 at 32 px whose head trains on cached features (the cheapest real run), in float32."""
-    settings = dict(arch="resnet50", image_size=32, epochs=2, batch_size=8, train_base=False, augment=False,
-                    precision="float32", feature_cache_dir=str(cache_dir), latency_repeats=3, verbose=0)
+    settings = dict(arch="resnet50", image_size=32, epochs=2, batch_size=8, weights=None, train_base=False,
+                    finetune_epochs=0, augment=False, threshold_policy="youden", precision="float32",
+                    feature_cache_dir=str(cache_dir), latency_repeats=3, verbose=0)
     return TrainConfig(**{**settings, **overrides})
 
 
@@ -224,6 +227,15 @@ def test_a_worker_copies_the_committed_progress_of_the_chief(tmp_path):
     assert (chief / rundir.PARTIAL_FILES[LAST_WEIGHTS_FILE]).exists()  # the chief's files are only read
 
 
+def test_a_train_config_left_at_its_defaults_is_the_published_protocol():
+    protocol = load_profile(profile_path("full"))
+    defaults = TrainConfig(arch="resnet50").result_fields()
+    shared = sorted(set(defaults) & set(protocol))
+    assert len(shared) >= 18
+    assert {name: defaults[name] for name in shared} == {name: protocol[name] for name in shared}
+    assert defaults["seed"] == protocol["seeds"][0]
+
+
 def test_a_run_is_reused_only_with_the_same_split(tmp_path):
     config = tiny_config(tmp_path)
     fingerprints = {"data_fingerprint": "data", "split_fingerprint": "split"}
@@ -232,8 +244,11 @@ def test_a_run_is_reused_only_with_the_same_split(tmp_path):
         rundir.check_same_run(config.result_fields(), older, config, fingerprints, tmp_path)  # before split records
     with pytest.raises(ValueError, match=r"data_fingerprint differs \(None -> data\)"):
         rundir.check_same_run(config.result_fields(), {"split_fingerprint": "split"}, config, fingerprints, tmp_path)
-    older_fields = {k: v for k, v in config.result_fields().items() if k not in ("youden_delta", "split_seed")}
-    rundir.check_same_run(older_fields, fingerprints, config, fingerprints, tmp_path)  # fields added later: defaults
+    older_fields = {k: v for k, v in config.result_fields().items() if k not in ADDED_RESULT_FIELDS}
+    rundir.check_same_run(older_fields, fingerprints, config, fingerprints, tmp_path)  # fields added later
+    with pytest.raises(ValueError, match=r"weight_decay: 0.0 -> 0.01"):  # ... had their earlier value, not a default
+        rundir.check_same_run(older_fields, fingerprints, tiny_config(tmp_path, weight_decay=0.01), fingerprints,
+                              tmp_path)
     with pytest.raises(ValueError, match=r"split_fingerprint differs \(other -> split\).*overwrite=True"):
         rundir.check_same_run(config.result_fields(), {**fingerprints, "split_fingerprint": "other"}, config,
                               fingerprints, tmp_path)
@@ -343,8 +358,9 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     from cxrlib.train import TrainConfig, train
     root = write_tree(Path(sys.argv[2]) / "chest_xray", per_class={"train": 12, "val": 2, "test": 4})
     frame = data.assign_subsets(data.scan_dataset(root).images, val_fraction=0.25, seed=0)
-    config = TrainConfig(arch="resnet50", image_size=32, epochs=1, batch_size=8, train_base=False, augment=False,
-                         use_feature_cache=False, strategy="mirrored", latency_repeats=1, verbose=0)
+    config = TrainConfig(arch="resnet50", image_size=32, epochs=1, batch_size=8, weights=None, train_base=False,
+                         finetune_epochs=0, augment=False, use_feature_cache=False, strategy="mirrored",
+                         latency_repeats=1, verbose=0)
     record = train(frame, sys.argv[2] + "/run", config)
     print(json.dumps(record["strategy"]))
 """)

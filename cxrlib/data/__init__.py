@@ -1,20 +1,12 @@
 """Data layer: locate or download the Kaggle tree, index it, split by patient, and feed tf.data.
 
-The tf.data part (make_dataset, load_image, build_augmenter) imports TensorFlow, so it is loaded on
+The tf.data part (make_dataset, load_image, to_rgb8) imports TensorFlow, so it is loaded on
 first use: `from cxrlib import data; data.scan_dataset(...)` stays light.
 """
 import importlib
 
-from .audit import (
-    describe_label_rates,
-    describe_metadata_baseline,
-    geometry_groups,
-    label_rate_by_group,
-    metadata_baseline,
-    metadata_baseline_table,
-    shortcut_verdict,
-    within_group_metrics,
-)
+from .baseline import metadata_baseline, metadata_baseline_table
+from .geometry import geometry_groups, label_rate_by_group
 from .index import DatasetIndex, patient_id_from_name, scan_dataset
 from .locate import (
     DataLayoutError,
@@ -55,7 +47,7 @@ from .summary import (
     validation_split_summary,
 )
 
-_PIPELINE_NAMES = {"make_dataset", "load_image", "build_augmenter", "to_rgb8"}
+_PIPELINE_NAMES = {"make_dataset", "load_image", "to_rgb8"}
 
 __all__ = [
     "BLACK_SHARE_COLUMNS",
@@ -75,8 +67,6 @@ __all__ = [
     "describe_image_sizes",
     "describe_replicate_splits",
     "describe_size_figure",
-    "describe_label_rates",
-    "describe_metadata_baseline",
     "download_and_extract",
     "download_dataset",
     "duplicate_files",
@@ -101,13 +91,11 @@ __all__ = [
     "sample_per_class",
     "scan_dataset",
     "share_of_patients_with_several_images",
-    "shortcut_verdict",
     "stored_gray",
     "subsample",
     "subset_counts",
     "validation_overlap",
     "validation_split_summary",
-    "within_group_metrics",
     *sorted(_PIPELINE_NAMES),
 ]
 

@@ -22,6 +22,16 @@ def relpath_from_path(path: str) -> str:
     """The ``relpath`` (``split/label/file``) of any path to an image of the tree, POSIX or Windows, from any
     machine: predictions.csv may hold another machine's absolute paths; the last three parts identify the image."""
     return "/".join(re.split(r"[\\/]+", str(path))[-3:])
+
+
+def require_columns(frame: pd.DataFrame, columns, what: str) -> None:
+    """Raise a ValueError naming the columns ``what`` needs but ``frame`` lacks."""
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise ValueError(f"{what} needs columns {missing} but got {list(frame.columns)}; pass "
+                         "DatasetIndex.images from cxrlib.data.scan_dataset (or predictions.csv rows).")
+
+
 IMAGE_COLUMNS = ["path", "relpath", "split", "label", "target", "patient_id", "patient_key", "width", "height", "sha256"]
 # Order matters: the first pattern that matches the file stem gives the patient id.
 PATIENT_PATTERNS = (

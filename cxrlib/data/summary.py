@@ -14,7 +14,7 @@ from PIL import Image, ImageOps
 
 from cxrlib.contract import CLASS_NAMES, SPLITS, repo_relative
 
-from .audit import GROUP_MIN_SHARE, OTHER_GROUP, frequent_sizes, geometry_groups, size_name
+from .geometry import GROUP_MIN_SHARE, OTHER_GROUP, frequent_sizes, geometry_groups, size_name
 from .split import replicate_frame, split_fingerprint, subset_counts
 
 MANIFEST_FILE = "MANIFEST.csv"  # written by the rebuilt copy (../shared/data/README.md): one row per file, its source
@@ -62,7 +62,7 @@ def validation_split_summary(frame: pd.DataFrame) -> dict:
 
 def image_size_summary(images: pd.DataFrame) -> pd.DataFrame:
     """Per label: images, median width and height in whole pixels, and the share stored at a frequent size
-    (audit.frequent_sizes)."""
+    (geometry.frequent_sizes)."""
     frequent = geometry_groups(images).astype(str).ne(OTHER_GROUP)
     medians = ["median width (px)", "median height (px)"]
     table = images.assign(frequent=frequent).groupby("label").agg(

@@ -15,12 +15,14 @@ One module per job; callers use the names re-exported here (``plots.plot_roc_cur
   where images are black);
 - ``search``: a hyperparameter search's history, parameter importances and quality against CPU time;
 - ``study``: a study's replicates, paired, with the interval of their differences.
+- ``gradcam``: Grad-CAM heatmaps (``cxrlib.explain``) over the X-rays, one column per model.
 """
 from .data import (plot_black_pixel_maps, plot_class_counts, plot_image_sizes, plot_images_per_patient,
                    plot_label_rate_by_group)
 from .evaluation import (plot_calibration, plot_confusion_matrices, plot_pr_curves, plot_roc_curves,
                          plot_score_calibration, plot_threshold_metrics)
-from .images import (default_loader, display_image, plot_confident_errors, plot_intensity_histograms,
+from .gradcam import overlay_heatmap, plot_gradcam, source_overlay
+from .images import (display_image, plot_confident_errors, plot_intensity_histograms,
                      plot_sample_images, plot_sample_predictions, read_stored_image)
 from .search import plot_importances, plot_quality_vs_cost, plot_search_history
 from .study import plot_seed_pairs
@@ -30,12 +32,10 @@ from .training import HISTORY_METRICS, plot_history
 
 __all__ = [
     "CLASS_COLORS", "HISTORY_METRICS", "KNOWN_MODELS", "PALETTE", "RIGHT", "SAVE_DPI", "STYLE", "WRONG",
-    "default_loader", "display_image", "finish", "label", "model_color", "new_figure", "plot_black_pixel_maps",
-    "plot_calibration",
-    "plot_class_counts", "plot_confident_errors", "plot_confusion_matrices", "plot_history", "plot_image_sizes",
-    "plot_images_per_patient", "plot_importances", "plot_intensity_histograms", "plot_label_rate_by_group", "plot_pr_curves",
-    "plot_quality_vs_cost", "plot_roc_curves", "plot_sample_images", "plot_sample_predictions", "plot_score_calibration", "plot_seed_pairs",
-    "plot_search_history",
-    "plot_threshold_metrics",
-    "read_stored_image", "styled",
+    "display_image", "finish", "label", "model_color", "new_figure", "overlay_heatmap", "plot_black_pixel_maps",
+    "plot_calibration", "plot_class_counts", "plot_confident_errors", "plot_confusion_matrices", "plot_gradcam",
+    "plot_history", "plot_image_sizes", "plot_images_per_patient", "plot_importances", "plot_intensity_histograms",
+    "plot_label_rate_by_group", "plot_pr_curves", "plot_quality_vs_cost", "plot_roc_curves", "plot_sample_images",
+    "plot_sample_predictions", "plot_score_calibration", "plot_search_history", "plot_seed_pairs",
+    "plot_threshold_metrics", "read_stored_image", "source_overlay", "styled",
 ]

@@ -11,7 +11,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from cxrlib.contract import CLASS_NAMES
-from cxrlib.data.audit import frequent_sizes, size_name
+from cxrlib.data.geometry import frequent_sizes, size_name
 from cxrlib.data.summary import images_per_patient
 
 from .style import CLASS_COLORS, PALETTE, finish, new_figure, styled
@@ -48,7 +48,7 @@ def plot_images_per_patient(images: pd.DataFrame, split: str = "train", save_to:
 @styled
 def plot_image_sizes(images: pd.DataFrame, save_to: str | Path | None = None) -> Figure:
     """One panel per class: a dot per distinct stored width x height, coloured by its number of images (log scale,
-    one scale for both panels); the frequent sizes (``audit.frequent_sizes``) labelled with their count."""
+    one scale for both panels); the frequent sizes (``geometry.frequent_sizes``) labelled with their count."""
     counts = images.groupby(["label", "width", "height"]).size().rename("images").reset_index()
     labels = [label for label in CLASS_NAMES if label in set(counts["label"])]
     norm = LogNorm(vmin=1, vmax=max(2, int(counts["images"].max())))

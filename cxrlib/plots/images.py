@@ -23,7 +23,7 @@ def display_image(image) -> np.ndarray:
     return np.clip(image / 255.0 if image.max() > 1 else image, 0, 1)
 
 
-def default_loader() -> Callable:
+def _default_loader() -> Callable:
     """``cxrlib.data.load_image`` (imported lazily: it pulls in TensorFlow)."""
     from cxrlib.data import load_image
     return load_image
@@ -32,7 +32,7 @@ def default_loader() -> Callable:
 def _image_grid(rows: pd.DataFrame, threshold: float, title: str, image_size: int, loader: Callable | None,
                 ncols: int, save_to) -> Figure:
     """Images with 'pred (prob) / true' titles, green when right and red when wrong."""
-    loader = loader or default_loader()
+    loader = loader or _default_loader()
     nrows = max(1, int(np.ceil(len(rows) / ncols)))
     figure, axes = new_figure(nrows, ncols, size=(2.4, 2.7))
     for ax in axes.flat:
@@ -104,7 +104,7 @@ def plot_sample_images(images: pd.DataFrame, n_per_class: int = 4, seed: int = 4
 def plot_intensity_histograms(images: pd.DataFrame, n_per_class: int = 100, image_size: int = 128, seed: int = 42,
                               loader: Callable | None = None, save_to: str | Path | None = None) -> Figure:
     """Pixel-value densities of a seeded sample of images per class, resized to ``image_size``, means in the legend."""
-    loader = loader or default_loader()
+    loader = loader or _default_loader()
     sample = sample_per_class(images, n_per_class, seed)
     figure, axes = new_figure(size=(6.0, 3.5))
     ax = axes[0, 0]

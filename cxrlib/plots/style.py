@@ -12,7 +12,7 @@ from matplotlib.figure import Figure
 from cxrlib.backbones import title_of
 from cxrlib.contract import ARCHS, CLASS_NAMES, ENSEMBLE
 
-SAVE_DPI = 110
+SAVE_DPI = 220  # twice the pixels of the size pages show a saved figure at (their <img srcset="... 2x">)
 STYLE = {"figure.dpi": 90, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
          "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.titleweight": "bold"}
 PALETTE = sns.color_palette("colorblind")

@@ -19,11 +19,11 @@ from cxrlib.contract import (ARCHS, COMPARISON_FILE, COMPARISON_MARKDOWN, HEADLI
                              RECORDS_DIR, ROC_FIGURE, SEED_PAIRS_FIGURE, SEEDS_FILE, STUDY_FILE, model_of,
                              replicate_dir, repo_relative)
 from cxrlib.files import write_atomic
-from cxrlib.data import audit
 from cxrlib.params import notebook_parameters, policy_kwargs
 from cxrlib.report import discussion
-from cxrlib.report.format import (NAMES, POLICY_NAMES, display_table, headline_table, is_missing, mean_sd_range,
-                                  model_title, number, parameters_text, readable, value_text, with_interval)
+from cxrlib.report.format import (NAMES, POLICY_NAMES, display_table, headline_table, is_missing, markdown_table,
+                                  mean_sd_range, model_title, number, parameters_text, readable, value_text,
+                                  with_interval)
 from cxrlib.report.training import shown_parameters
 
 # Settings shown side by side for every model (a difference between models would show here).
@@ -132,8 +132,8 @@ def replicate_costs(runs: list[compare.Run]) -> pd.DataFrame:
 
 
 def study_section(setup: ComparisonSetup) -> dict[str, pd.DataFrame]:
-    """The headline: mean ± SD (min–max) across seeds at the pre-registered policy; writes seeds.csv and
-    comparison.csv next to the report."""
+    """The headline: mean ± SD (min–max) across seeds at the pre-registered policy; writes seeds.csv,
+    comparison.csv and the headline as shown (comparison.md) next to the report."""
     trained = [run for run in setup.runs if run.arch in ARCHS]  # seed_study adds each seed's ensemble itself
     tables = study.seed_study(trained, setup.params["threshold_policy"], setup.reference, **setup.policy_kwargs())
     summary = tables["summary"][tables["summary"]["is_primary"]]
@@ -146,9 +146,10 @@ def study_section(setup: ComparisonSetup) -> dict[str, pd.DataFrame]:
             comparison[f"{metric}_{stat}"] = headline[(stat, metric)].to_numpy()
     report_dir = Path(setup.params["report_dir"])
     write_atomic(report_dir / COMPARISON_FILE, lambda partial: comparison.to_csv(partial, index=False))
-    write_atomic(report_dir / COMPARISON_MARKDOWN, comparison.to_markdown(index=False, floatfmt=".4g") + "\n")
+    shown = headline_table(comparison)
+    write_atomic(report_dir / COMPARISON_MARKDOWN, markdown_table(shown) + "\n")
     write_atomic(report_dir / SEEDS_FILE, lambda partial: tables["per_seed"].to_csv(partial, index=False))
-    display(readable(headline_table(comparison)))
+    display(readable(shown))
     if setup.plan:
         plan_section(setup, tables)
     else:
@@ -244,8 +245,8 @@ WITHIN_GROUP_METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity")
 def within_group_rows(setup: ComparisonSetup) -> pd.DataFrame:
     """Per model, replicate and stored-geometry group holding both classes (and ``all``): the test metrics at the
     pre-registered policy and what always answering PNEUMONIA would score."""
-    groups = audit.geometry_groups(setup.index.images)
-    frames = [audit.within_group_metrics(run.test, setup.index.images, run.threshold, groups)
+    groups = data.geometry_groups(setup.index.images)
+    frames = [compare.within_group_metrics(run.test, setup.index.images, run.threshold, groups)
               .reset_index().assign(model=model_of(run.arch, run.name), seed=run.seed) for run in setup.runs]
     rows = pd.concat(frames, ignore_index=True)
     return rows.assign(always_pneumonia_accuracy=rows["PNEUMONIA"] / rows["images"])
@@ -274,10 +275,10 @@ def within_group_summary(setup: ComparisonSetup, ranges: bool = True) -> pd.Data
 
 def within_group_intervals(setup: ComparisonSetup) -> pd.DataFrame:
     """The focus replicate's within-group metrics with 95% intervals that resample the group's test children."""
-    groups = audit.geometry_groups(setup.index.images)
+    groups = data.geometry_groups(setup.index.images)
     rows = []
     for run in setup.focus_runs():
-        matched = audit.match_predictions(run.test, setup.index.images, groups)
+        matched = compare.match_predictions(run.test, setup.index.images, groups)
         for group, part in [*matched.groupby("group", observed=True, sort=True), ("all", matched)]:
             if part["target"].nunique() < 2:
                 continue
@@ -349,9 +350,9 @@ def gradcam_section(setup: ComparisonSetup, disagree: pd.DataFrame) -> None:
     n_examples, seed = setup.params["n_examples"], setup.params["seed"]
     cases = pd.concat([disagree[["path", "label"]].sample(min(len(disagree), n_examples), random_state=seed),
                        trained[0].test[["path", "label"]].sample(n_examples, random_state=seed)]).drop_duplicates("path")
-    display(explain.plot_gradcam_comparison({model_title(r.name): models.load_model(files[r.name]) for r in trained},
-                                    list(cases["path"]), list(cases["label"]),
-                                    {model_title(r.name): r.threshold for r in trained}))
+    maps = explain.gradcam_maps({model_title(r.name): models.load_model(files[r.name]) for r in trained},
+                                list(cases["path"]))
+    display(plots.plot_gradcam(maps, list(cases["label"]), {model_title(r.name): r.threshold for r in trained}))
 
 
 def discussion_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> None:

@@ -165,6 +165,12 @@ def display_table(frame: pd.DataFrame, columns: list[str] | None = None, digits:
     return Table([column_label(c) for c in columns], rows)
 
 
+def markdown_table(frame: pd.DataFrame) -> str:
+    """``display_table`` of ``frame`` as a Markdown (pipe) table: cells exactly as the pages show them."""
+    table = display_table(frame)
+    return pd.DataFrame(table.rows, columns=table.headers).to_markdown(index=False, disable_numparse=True)
+
+
 def transposed(table: Table) -> Table:
     """``table`` turned on its side: one column per row (headed by its first cell), one row per column."""
     return Table(["", *(row[0] for row in table.rows)],

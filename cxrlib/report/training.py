@@ -181,8 +181,8 @@ def gradcam_section(setup: TrainingSetup, run: compare.Run) -> None:
     grid = explain.find_feature_layer(model)[-1].output.shape[1]
     size = setup.params["image_size"]
     display(Markdown(f"Feature map: {grid}×{grid} cells for a {size}×{size} image."))
-    display(explain.plot_gradcam(model, list(examples["path"]), list(examples["label"]), name=setup.title,
-                         threshold=run.threshold))
+    maps = explain.gradcam_maps({setup.title: model}, list(examples["path"]))
+    display(plots.plot_gradcam(maps, list(examples["label"]), {setup.title: run.threshold}))
 
 
 def run_dirs_section(runs: list[compare.Run]) -> None:

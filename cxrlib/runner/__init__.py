@@ -4,8 +4,8 @@
 
 - ``profiles``: profile files, ``--set`` overrides, the default profile and the expected duration;
 - ``machine``: what this machine has (GPU, ImageNet weights), probed without starting TensorFlow here;
-- ``notebooks``: which notebooks, what they declare, executing them with papermill, stripping outputs;
-- ``kernel``: how their Jupyter kernel is started (encrypted transport, its own output into the run log);
+- ``notebooks``: which notebooks, what they declare, executing them with papermill on the project kernel
+  (encrypted transport, the kernel's own output into the run log), stripping outputs;
 - ``render``: executed notebook -> code-free HTML with a header bar, figure alt texts and no local paths;
 - ``pages`` and ``index``: ``index.html``, ``comparison.html`` (and the search report of ``cxrlib.tune``) from the
   Jinja2 templates in ``templates/``;

@@ -1,25 +1,37 @@
-"""The notebooks: which to run, what each declares, executing one with papermill, stripping outputs for commits."""
+"""The notebooks: which to run, what each declares, executing one with papermill, stripping outputs for commits.
+
+The kernel runs with encrypted transport, and its process output (TensorFlow's C++ logs, which cannot all be
+switched off, and the kernel's own warnings) is read from a pipe and logged to ``cxrlib.runner.kernel``: run.log
+keeps it, the terminal shows it only with --verbose. What the notebook's code prints still reaches papermill (and
+the report) as cell output. nbclient builds the kernel manager from the class given as ``kernel_manager_class``.
+"""
 from __future__ import annotations
 
 import re
+import subprocess
+import threading
 from pathlib import Path
+from typing import IO
 
 import nbformat
 import papermill
+import zmq
+from jupyter_client import AsyncKernelManager
 from nbconvert.preprocessors import ClearOutputPreprocessor
 from papermill.exceptions import PapermillExecutionError
 
 from cxrlib.contract import NOTEBOOKS_DIR, repo_relative
 from cxrlib.params import NOTEBOOK_PARAMETERS
 from cxrlib.runner import KERNEL_NAME, RunError
-from cxrlib.runner.console import Progress
-from cxrlib.runner.kernel import KERNEL_ARGUMENTS, LoggedKernelManager, QuietKernelManager
+from cxrlib.runner.console import KERNEL_LOG, Progress, quiet_environment, tensorflow_environment
 
 # Execution records that papermill and Jupyter leave in a notebook; none belongs in a committed one.
 EXECUTION_METADATA = {"collapsed", "scrolled", "execution", "papermill"}
 NOTEBOOK_EXECUTION_METADATA = ("papermill", "widgets")
 HEADING = re.compile(r"^(?P<marks>#{1,6})\s+(?P<text>.+?)\s*#*\s*$", re.MULTILINE)
 MARKUP = re.compile(r"\*\*?([^*]+)\*\*?|\[([^]]*)\]\([^)]*\)")  # emphasis and links, kept as their text
+# C-level output stays out of the cells (and so out of the reports): the kernel process's stdout goes to our pipe.
+KERNEL_ARGUMENTS = ["--IPKernelApp.capture_fd_output=False"]
 
 
 def select_notebooks(only: list[str] | None, folder: Path = NOTEBOOKS_DIR) -> list[Path]:
@@ -74,6 +86,42 @@ def check_profile_is_used(profile_params: dict, profile_file: Path, notebooks: l
     unused = sorted(set(profile_params) - declared)
     if unused:
         raise RunError(f"{repo_relative(profile_file)} sets {unused}, which no notebook declares; remove them")
+
+
+def forward_lines(stream: IO[bytes]) -> None:
+    """Log each line of a kernel's process output until the kernel exits."""
+    with stream:
+        for raw in iter(stream.readline, b""):
+            line = raw.decode(errors="replace").rstrip()
+            if line:
+                KERNEL_LOG.info(line)
+
+
+class LoggedKernelManager(AsyncKernelManager):
+    """A kernel with CurveZMQ transport encryption whose process output goes to the log (--verbose runs)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        if zmq.has("curve"):  # used when the kernelspec declares Curve support; else the kernel warns of plain TCP
+            self.transport_encryption = "auto"
+
+    def environment(self) -> dict[str, str]:
+        """The kernel's environment variables (``ONEDNN_ENV`` where unset)."""
+        return tensorflow_environment()
+
+    async def start_kernel(self, **kw) -> None:
+        """Start the kernel with its stdout and stderr on a pipe that a thread forwards to the log."""
+        kw.update(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self.environment())
+        await super().start_kernel(**kw)
+        threading.Thread(target=forward_lines, args=(self.provisioner.process.stdout,), daemon=True).start()
+
+
+class QuietKernelManager(LoggedKernelManager):
+    """``LoggedKernelManager`` with TensorFlow's C++ logging cut to errors (the default, without --verbose)."""
+
+    def environment(self) -> dict[str, str]:
+        """The kernel's environment variables, with ``QUIET_ENV``."""
+        return quiet_environment()
 
 
 def execute(notebook: Path, executed: Path, parameters: dict, progress: Progress, verbose: bool = False) -> None:

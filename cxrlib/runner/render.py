@@ -3,8 +3,10 @@
 Three preprocessors run on a copy of the executed notebook: ``ScrubPaths`` replaces the machine's folders
 (staging, runs, data, home, repository) in every output by how a reader should see them; ``FigureAltText``
 gives each figure an alt text from the heading it sits under; ``ShrinkFigures`` re-encodes large PNG figures
-as JPEG so a page stays small. The ``templates/report`` nbconvert template adds the header bar (index,
-previous and next report) and writes the alt texts.
+as JPEG at the size they are shown at, so a page stays small (figures come at twice that size, sharp on HiDPI
+screens; a large one is mostly raster images, which gain little from the extra pixels). The ``templates/report``
+nbconvert template adds the header bar (index, previous and next report) and writes the alt texts; it loads no
+script from a CDN.
 """
 from __future__ import annotations
 
@@ -96,24 +98,27 @@ class FigureAltText(Preprocessor):
         return nb, resources
 
 
-def as_jpeg(png: bytes) -> bytes:
-    """A PNG image as JPEG, transparency flattened onto white."""
+def as_jpeg(png: bytes, width: int | None = None) -> bytes:
+    """A PNG image as JPEG, transparency flattened onto white, scaled down to ``width`` pixels when it is wider."""
     image = Image.open(io.BytesIO(png))
     if image.mode in ("RGBA", "LA", "P"):
         image = image.convert("RGBA")
         background = Image.new("RGB", image.size, "white")
         background.paste(image, mask=image.getchannel("A"))
         image = background
+    if width is not None and width < image.width:
+        image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.LANCZOS)
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=JPEG_QUALITY, optimize=True)
     return buffer.getvalue()
 
 
 class ShrinkFigures(Preprocessor):
-    """Re-encode PNG figures larger than ``LARGE_FIGURE_BYTES`` as JPEG when that is smaller."""
+    """Re-encode PNG figures larger than ``LARGE_FIGURE_BYTES`` as JPEG, one pixel per pixel shown (the ``width``
+    of their display metadata), when that is smaller."""
 
     def preprocess_cell(self, cell, resources, index):
-        """Swap each large PNG output for its JPEG, keeping its display metadata."""
+        """Swap each large PNG output for its JPEG, keeping its display metadata (the size it is shown at)."""
         for output in cell.get("outputs", []):
             data = output.get("data", {})
             if "image/png" not in data:
@@ -121,11 +126,11 @@ class ShrinkFigures(Preprocessor):
             png = base64.b64decode(data["image/png"])
             if len(png) <= LARGE_FIGURE_BYTES:
                 continue
-            jpeg = as_jpeg(png)
+            metadata = output.get("metadata", {})
+            jpeg = as_jpeg(png, metadata.get("image/png", {}).get("width"))
             if len(jpeg) < len(png):
                 del data["image/png"]
                 data["image/jpeg"] = base64.b64encode(jpeg).decode("ascii")
-                metadata = output.get("metadata", {})
                 if "image/png" in metadata:
                     metadata["image/jpeg"] = metadata.pop("image/png")
         return cell, resources

@@ -28,18 +28,23 @@ OWN_FIELDS = {
 
 @dataclass
 class TrainConfig:
-    """Every parameter of a run; notebooks map their papermill parameters onto these names."""
+    """Every parameter of a run; notebooks map their papermill parameters onto these names.
+
+    The defaults are the published transfer-learning protocol (profile ``full``: ImageNet weights, 224 px, the head
+    on a frozen base, then the last stage fine-tuned, a fixed threshold of 0.5), so ``TrainConfig(arch=...)`` trains
+    what ``./run_all.sh --profile full`` trains (tests/test_train.py holds them equal).
+    """
 
     arch: str
-    image_size: int
-    epochs: int
+    image_size: int = 224
+    epochs: int = 10
     batch_size: int = 32
     learning_rate: float = 1e-3
     optimizer: str = "adam"
-    weights: str | dict | None = None  # None, 'imagenet', a weights file (template) or {arch: one of these}
-    train_base: bool = True
+    weights: str | dict | None = "imagenet"  # None, 'imagenet', a weights file (template) or {arch: one of these}
+    train_base: bool = False
     finetune_from: str | None = None
-    finetune_epochs: int = 0
+    finetune_epochs: int = 5
     finetune_learning_rate: float = 1e-5
     augment: bool = True
     augment_strength: float = 1.0
@@ -47,7 +52,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     lr_schedule: str = "plateau"
     early_stopping_patience: int | None = 5
-    threshold_policy: str = "youden"
+    threshold_policy: str = "fixed"
     target_sensitivity: float = 0.95
     youden_delta: float = 0.02  # tolerance below max Youden's J of the 'youden_midpoint' policy
     seed: int = 42
@@ -98,7 +103,6 @@ def _plain_weights(weights):
     return os.fspath(weights) if isinstance(weights, os.PathLike) else weights
 
 
-def default_result_fields() -> dict:
-    """Each result field's default: the value a field added after a run was saved had in that run."""
-    return {field.name: field.default for field in dataclasses.fields(TrainConfig)
-            if field.default is not dataclasses.MISSING and field.name not in PRESENTATION_FIELDS}
+# The result fields added after runs were recorded, with the value every earlier run had: a run.json without one
+# of them was trained with this value (not necessarily today's default).
+ADDED_RESULT_FIELDS = {"youden_delta": 0.02, "split_seed": None, "weight_decay": 0.0, "augment_strength": 1.0}

@@ -19,7 +19,7 @@ import pandas as pd
 from ..contract import (HISTORY_FILE, LAST_WEIGHTS_FILE, LOGS_DIR, MODEL_FILE, RUN_FILES, RUN_RECORD_FILE,
                         STATE_FILE)
 from ..files import write_atomic
-from .config import TrainConfig, default_result_fields
+from .config import ADDED_RESULT_FIELDS, TrainConfig
 
 # The files an epoch commits -> the partial name each is written under first.
 PARTIAL_FILES = {LAST_WEIGHTS_FILE: "last.partial.weights.h5", MODEL_FILE: "model.partial.keras"}
@@ -79,10 +79,10 @@ def check_same_run(saved_config: dict, saved_fingerprints: dict, config: TrainCo
     """Refuse to resume or reuse a run directory made with other parameters, other data or another split.
 
     Only result fields are compared (`saved_config` may hold presentation fields too); a result field the
-    saved run lacks counts as its default (the field was added later); a saved run without a split
-    fingerprint predates it and is accepted.
+    saved run lacks has the value runs had before it was added (``ADDED_RESULT_FIELDS``); a saved run without a
+    split fingerprint predates it and is accepted.
     """
-    saved_config = {**default_result_fields(), **saved_config}
+    saved_config = {**ADDED_RESULT_FIELDS, **saved_config}
     changed = [f"{k}: {saved_config.get(k)!r} -> {v!r}" for k, v in config.result_fields().items()
                if saved_config.get(k) != v]
     changed += [f"{name} differs ({saved_fingerprints.get(name)} -> {fingerprints[name]})" for name in FINGERPRINTS

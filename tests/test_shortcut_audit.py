@@ -1,4 +1,5 @@
-"""Shortcut audit: geometry groups, label rates, the metadata-only baseline and within-group metrics."""
+"""The shortcut audit across its layers: geometry groups and label rates (data.geometry), the metadata-only
+baseline (data.baseline), test metrics within groups (compare.within_group) and their sentences (report.shortcut)."""
 import matplotlib
 
 matplotlib.use("Agg")
@@ -11,8 +12,11 @@ import pytest
 
 from conftest import write_tree
 from cxrlib import data, plots
+from cxrlib.compare.within_group import within_group_metrics
 from cxrlib.contract import CLASS_NAMES
-from cxrlib.data import audit
+from cxrlib.data.baseline import FEATURE_SETS, GEOMETRY_FEATURES, metadata_baseline, metadata_baseline_table
+from cxrlib.data.geometry import OTHER_GROUP, geometry_groups, label_rate_by_group
+from cxrlib.report.shortcut import describe_label_rates, describe_metadata_baseline
 
 
 def size_frame(sizes: list[tuple[int, int]], labels: list[str] | None = None, split: str = "train") -> pd.DataFrame:
@@ -42,31 +46,31 @@ def write_sized_tree(root: Path, per_class: dict[str, int], size_of, seed: int =
 
 def test_frequent_square_sizes_are_their_own_groups_and_the_rest_is_other():
     images = size_frame([(224, 224)] * 30 + [(227, 227)] * 25 + varied_sizes(20))
-    groups = audit.geometry_groups(images)
-    assert list(groups.cat.categories) == ["square 224×224", "square 227×227", audit.OTHER_GROUP]
-    assert groups.value_counts().to_dict() == {"square 224×224": 30, "square 227×227": 25, audit.OTHER_GROUP: 20}
+    groups = geometry_groups(images)
+    assert list(groups.cat.categories) == ["square 224×224", "square 227×227", OTHER_GROUP]
+    assert groups.value_counts().to_dict() == {"square 224×224": 30, "square 227×227": 25, OTHER_GROUP: 20}
     assert groups.index.equals(images.index)
 
 
 def test_original_sizes_without_squares_form_one_group():
-    groups = audit.geometry_groups(size_frame(varied_sizes(60)))
-    assert list(groups.cat.categories) == [audit.OTHER_GROUP] and groups.eq(audit.OTHER_GROUP).all()
+    groups = geometry_groups(size_frame(varied_sizes(60)))
+    assert list(groups.cat.categories) == [OTHER_GROUP] and groups.eq(OTHER_GROUP).all()
 
 
 def test_a_frequent_non_square_size_is_a_size_group():
-    groups = audit.geometry_groups(size_frame([(316, 256)] * 40 + varied_sizes(60, start=400)))
-    assert groups.value_counts().to_dict() == {audit.OTHER_GROUP: 60, "316×256": 40}
+    groups = geometry_groups(size_frame([(316, 256)] * 40 + varied_sizes(60, start=400)))
+    assert groups.value_counts().to_dict() == {OTHER_GROUP: 60, "316×256": 40}
 
 
 @pytest.mark.parametrize("square_images, total", [(19, 40), (25, 1000)], ids=["under 20 images", "under 5%"])
 def test_a_square_size_too_rare_by_count_or_share_is_not_a_group(square_images, total):
     images = size_frame([(224, 224)] * square_images + varied_sizes(total - square_images))
-    assert audit.geometry_groups(images).eq(audit.OTHER_GROUP).all()
+    assert geometry_groups(images).eq(OTHER_GROUP).all()
 
 
 def test_geometry_groups_names_missing_columns():
     with pytest.raises(ValueError, match=r"frequent_sizes needs columns \['height'\]"):
-        audit.geometry_groups(pd.DataFrame({"width": [224]}))
+        geometry_groups(pd.DataFrame({"width": [224]}))
 
 
 # --- label rates and the prose -----------------------------------------------------------------------
@@ -81,24 +85,24 @@ def confounded() -> pd.DataFrame:
 
 
 def test_label_rate_by_group_counts_classes_per_split_and_group(confounded):
-    rates = audit.label_rate_by_group(confounded)
+    rates = label_rate_by_group(confounded)
     assert list(rates.columns) == ["split", "group", "images", "NORMAL", "PNEUMONIA", "NORMAL share"]
     assert rates[["split", "group", "images", "NORMAL", "PNEUMONIA"]].astype({"split": str, "group": str}) \
         .values.tolist() == [["train", "square 224×224", 20, 2, 18], ["train", "square 227×227", 20, 12, 8],
-                             ["train", audit.OTHER_GROUP, 10, 5, 5], ["test", "square 227×227", 4, 3, 1]]
+                             ["train", OTHER_GROUP, 10, 5, 5], ["test", "square 227×227", 4, 3, 1]]
     assert rates["NORMAL share"].tolist() == pytest.approx([0.1, 0.6, 0.5, 0.75])
 
 
 def test_describe_label_rates_states_each_groups_normal_share(confounded):
-    text = audit.describe_label_rates(audit.label_rate_by_group(confounded))
+    text = describe_label_rates(label_rate_by_group(confounded))
     assert "In the train folder the NORMAL share is **10%** among square 224×224 (20 images)" in text
     assert "In the test folder the NORMAL share is **75%** among square 227×227 (4 images)." in text
     assert "one geometry group" not in text
-    assert "one geometry group" in audit.describe_label_rates(audit.label_rate_by_group(size_frame(varied_sizes(30))))
+    assert "one geometry group" in describe_label_rates(label_rate_by_group(size_frame(varied_sizes(30))))
 
 
 def test_plot_label_rate_by_group_labels_each_bar_with_its_images(confounded):
-    figure = plots.plot_label_rate_by_group(audit.label_rate_by_group(confounded))
+    figure = plots.plot_label_rate_by_group(label_rate_by_group(confounded))
     ax = figure.axes[0]
     labels = [text.get_text() for text in ax.texts]
     assert labels == ["n=20", "n=20", "n=10", "n=4"]
@@ -130,28 +134,28 @@ def size_says_nothing(tmp_path_factory) -> pd.DataFrame:
 
 
 def test_metadata_baseline_finds_a_size_that_encodes_the_label(size_encodes_label):
-    result = audit.metadata_baseline(size_encodes_label, audit.GEOMETRY_FEATURES, n_boot=200)
+    result = metadata_baseline(size_encodes_label, GEOMETRY_FEATURES, n_boot=200)
     assert result["roc_auc"] > 0.9 and result["roc_auc_ci_low"] > 0.8 and result["accuracy"] > 0.8
     assert result["train_images"] == 80 and result["test_images"] == 60 and result["majority_accuracy"] == 0.5
-    assert result["threshold"] == 0.5 and result["features"] == audit.GEOMETRY_FEATURES
+    assert result["threshold"] == 0.5 and result["features"] == GEOMETRY_FEATURES
 
 
 def test_metadata_baseline_is_near_chance_when_size_says_nothing(size_says_nothing):
-    table = audit.metadata_baseline_table(size_says_nothing, n_boot=200)
-    assert list(table.index) == list(audit.FEATURE_SETS)
+    table = metadata_baseline_table(size_says_nothing, n_boot=200)
+    assert list(table.index) == list(FEATURE_SETS)
     assert table["roc_auc"].between(0.3, 0.7).all(), table
     assert (table["roc_auc_ci_low"] < 0.5).all() and (table["roc_auc_ci_high"] > 0.5).all()
     assert "Stored size alone does not predict the label clearly above chance (test ROC-AUC 0." in \
-        audit.describe_metadata_baseline(table)
+        describe_metadata_baseline(table)
 
 
 def test_metadata_baseline_is_seeded(size_says_nothing):
-    first, second = (audit.metadata_baseline(size_says_nothing, n_boot=50, seed=3) for _ in range(2))
+    first, second = (metadata_baseline(size_says_nothing, n_boot=50, seed=3) for _ in range(2))
     assert first == second
 
 
 def test_describe_metadata_baseline_reports_auc_ci_and_accuracy(size_encodes_label):
-    text = audit.describe_metadata_baseline(audit.metadata_baseline_table(size_encodes_label, n_boot=200))
+    text = describe_metadata_baseline(metadata_baseline_table(size_encodes_label, n_boot=200))
     assert "Trained on 80 training-folder images and scored on 60 test images" in text
     assert "- **stored size:** test ROC-AUC **" in text and "(always answering the majority class: 50.0%)" in text
     assert "Stored size alone predicts the label above chance (test ROC-AUC 0.9" in text
@@ -160,18 +164,18 @@ def test_describe_metadata_baseline_reports_auc_ci_and_accuracy(size_encodes_lab
 
 def test_metadata_baseline_rejects_bad_inputs(size_says_nothing, tmp_path):
     with pytest.raises(ValueError, match=r"metadata_baseline needs columns \['path'\]"):
-        audit.metadata_baseline(size_says_nothing.drop(columns="path"))
+        metadata_baseline(size_says_nothing.drop(columns="path"))
     with pytest.raises(ValueError, match=r"features \['width', 'pixels'\] must be a non-empty subset of \['width'"):
-        audit.metadata_baseline(size_says_nothing, ("width", "pixels"))
+        metadata_baseline(size_says_nothing, ("width", "pixels"))
     with pytest.raises(ValueError, match=r"features \[\] must be a non-empty subset of"):
-        audit.metadata_baseline(size_says_nothing, ())
+        metadata_baseline(size_says_nothing, ())
     images = size_says_nothing
     with pytest.raises(ValueError, match=r"both classes in the 'test' split, found \['PNEUMONIA'\]"):
-        audit.metadata_baseline(images[(images["split"] == "train") | (images["target"] == 1)])
+        metadata_baseline(images[(images["split"] == "train") | (images["target"] == 1)])
     gone = size_says_nothing.copy()
     gone.loc[gone.index[0], "path"] = str(tmp_path / "deleted.jpeg")
     with pytest.raises(FileNotFoundError, match="deleted.jpeg is listed in the index but does not exist"):
-        audit.metadata_baseline(gone)
+        metadata_baseline(gone)
 
 
 # --- within-group metrics ----------------------------------------------------------------------------
@@ -194,7 +198,7 @@ def test_within_group_metrics_scores_each_group_with_both_classes_and_all(test_i
     images, groups = test_index
     groups.iloc[7:] = "D"  # D: the two unused NORMAL rows, not predicted below
     predictions = predictions_for(images.iloc[:7], [0.1, 0.6, 0.4, 0.9, 0.2, 0.8, 0.7])
-    table = audit.within_group_metrics(predictions, images, threshold=0.5, groups=groups)
+    table = within_group_metrics(predictions, images, threshold=0.5, groups=groups)
     assert list(table.index) == ["A", "B", "all"]  # C holds PNEUMONIA only
     assert table[["images", "NORMAL", "PNEUMONIA"]].values.tolist() == [[4, 2, 2], [2, 1, 1], [7, 3, 4]]
     assert table["roc_auc"].tolist() == pytest.approx([3 / 4, 1.0, 11 / 12])
@@ -208,31 +212,20 @@ def test_within_group_metrics_matches_windows_paths_and_derives_groups(test_inde
     predictions = predictions_for(images.iloc[:9], [0.1, 0.6, 0.4, 0.9, 0.2, 0.8, 0.7, 0.3, 0.4],
                                   prefix="C:\\runs\\data\\")
     predictions["path"] = predictions["path"].str.replace("/", "\\")
-    table = audit.within_group_metrics(predictions, images, threshold=0.5)
-    assert list(table.index) == [audit.OTHER_GROUP, "all"]  # nine images of one size are too few for a group
+    table = within_group_metrics(predictions, images, threshold=0.5)
+    assert list(table.index) == [OTHER_GROUP, "all"]  # nine images of one size are too few for a group
     assert table.loc["all", "images"] == 9
-
-
-def test_relpath_from_path_keeps_split_label_and_file():
-    assert audit.relpath_from_path("/a/b/chest_xray/test/NORMAL/x.jpeg") == "test/NORMAL/x.jpeg"
-    assert audit.relpath_from_path("D:\\data\\test\\PNEUMONIA\\y.jpeg") == "test/PNEUMONIA/y.jpeg"
 
 
 def test_within_group_metrics_rejects_bad_predictions(test_index):
     images, groups = test_index
     predictions = predictions_for(images, [0.5] * 9)
     with pytest.raises(ValueError, match=r"within_group_metrics predictions needs columns \['prob'\]"):
-        audit.within_group_metrics(predictions.drop(columns="prob"), images, 0.5, groups)
+        within_group_metrics(predictions.drop(columns="prob"), images, 0.5, groups)
     stray = predictions.assign(path=predictions["path"].str.replace("test/", "val/", regex=False))
     with pytest.raises(ValueError, match=r"9 prediction path\(s\) match no image of the index by split/label/file, "
                                          r"e.g. \['/elsewhere/chest_xray/val/NORMAL/img0.jpeg'"):
-        audit.within_group_metrics(stray, images, 0.5, groups)
+        within_group_metrics(stray, images, 0.5, groups)
     flipped = predictions.assign(target=1 - predictions["target"])
     with pytest.raises(ValueError, match="9 prediction\\(s\\) have a target unlike their image's label"):
-        audit.within_group_metrics(flipped, images, 0.5, groups)
-
-
-def test_audit_functions_are_re_exported_from_the_data_package():
-    names = ["geometry_groups", "label_rate_by_group", "metadata_baseline", "metadata_baseline_table",
-             "within_group_metrics", "describe_label_rates", "describe_metadata_baseline", "shortcut_verdict"]
-    assert all(name in data.__all__ and getattr(data, name) is getattr(audit, name) for name in names)
+        within_group_metrics(flipped, images, 0.5, groups)
