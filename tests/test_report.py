@@ -206,3 +206,13 @@ def test_parameters_are_shown_as_set_accepts_them():
     assert parameters_text(params) == "profile=cpu, data_dir=null, seeds=[1, 2], augment=true, learning_rate=0.001"
     for name, value in params.items():
         assert parse_overrides([f"{name}={value_text(value)}"]) == {name: value}
+
+
+def test_the_comparison_without_records_names_the_committed_study_to_read(tmp_path):
+    from cxrlib.report import comparison
+    from cxrlib.runner.profiles import load_profile, profile_path
+    namespace = {name: value for name, value in load_profile(profile_path("smoke")).items()
+                 if name in params.NOTEBOOK_PARAMETERS["compare"]}
+    namespace.update(profile="smoke", report_dir=str(tmp_path / "empty"), runs_dir=str(tmp_path / "runs"))
+    with pytest.raises(FileNotFoundError, match=r'report_dir = "\.\./reports/cpu"'):
+        comparison.setup(namespace)

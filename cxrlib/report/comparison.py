@@ -69,7 +69,8 @@ def setup(namespace: dict) -> ComparisonSetup:
         profile = params["profile"] if (PROFILES_DIR / f"{params['profile']}.yaml").is_file() else "smoke"
         raise FileNotFoundError(f"no run records in {repo_relative(records)}: train the models first, e.g. "
                                 f"./run_all.sh --profile {profile} --only 02 --only 03 (or run notebooks 2 and 3 "
-                                "with this report_dir)")
+                                "with this report_dir), or read the committed exploratory study with "
+                                'report_dir = "../reports/cpu" and study = "exploratory-cpu"')
     data_root = data.locate_data(params["data_dir"])
     runs = compare.load_runs(records, data_root)
     index = data.scan_dataset(data_root)
