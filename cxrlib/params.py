@@ -174,8 +174,8 @@ PARAMETERS: dict[str, Param] = {
     "n_boot": Param(int, "bootstrap resamples for confidence intervals (>= 1000 for reported CIs)",
                     low=10, high=100000),
     "n_examples": Param(int, "images per class in sample and Grad-CAM grids", low=1, high=32),
-    "seed": Param(int, "random seed of this notebook's sampling (examples, bootstrap, baselines)", low=0,
-                  high=2**31 - 1),
+    "sampling_seed": Param(int, "seed of notebooks 01 and 04's sampling (example images, histograms, the metadata "
+                           "baseline, bootstrap resamples); never a split or a training seed", low=0, high=2**31 - 1),
     "seeds": SeedsParam(list, "one replicate per seed: training seed (initialisation, order, augmentation, "
                         "dropout) and, unless split_seed is set, the seed of the patient split"),
     "split_seed": Param(int, "seed of the patient split and subsampling for every replicate (null: each "
@@ -190,6 +190,9 @@ PARAMETERS: dict[str, Param] = {
     "verbose": Param(int, "Keras training output: 1 progress bar (interactive), 2 one line per epoch (batch), "
                      "0 silent", choices=(0, 1, 2)),
 }
+
+# Former names of parameters, so an old profile or papermill call is told the new name.
+RENAMED = {"seed": "sampling_seed"}
 
 # Parameters passed unchanged to cxrlib.train.TrainConfig (same names there).
 TRAIN_CONFIG_PARAMETERS = (
@@ -208,10 +211,10 @@ TRAIN_PARAMETERS = ("profile", "data_dir", "runs_dir", "report_dir", *TRAIN_CONF
 # The parameters each kind of notebook declares in its `parameters` cell (tests/test_notebooks.py checks).
 NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "explore": ("profile", "data_dir", "subsample_per_class", "val_fraction", "seeds", "split_seed", "n_examples",
-                "seed"),
+                "sampling_seed"),
     "train": TRAIN_PARAMETERS,
     "compare": ("profile", "data_dir", "runs_dir", "report_dir", "threshold_policy", "youden_delta", "target_sensitivity",
-                "focus_seed", "study", "n_boot", "n_examples", "seed"),
+                "focus_seed", "study", "n_boot", "n_examples", "sampling_seed"),
 }
 
 
@@ -235,7 +238,7 @@ def check(params: dict, source: str | None = None, required: tuple[str, ...] = (
     for name, value in params.items():
         spec = PARAMETERS.get(name)
         if spec is None:
-            close = difflib.get_close_matches(name, PARAMETERS, n=1)
+            close = [RENAMED[name]] if name in RENAMED else difflib.get_close_matches(name, PARAMETERS, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else f"; known: {', '.join(PARAMETERS)}"
             errors.append(f"unknown parameter '{name}' in {source}{hint}")
             continue

@@ -95,10 +95,10 @@ def test_train_config_parameters_exist_in_train_config():
 def test_notebook_stops_on_a_wrong_parameter_with_a_clear_message(tmp_path):
     with pytest.raises(PapermillExecutionError) as err:
         papermill.execute_notebook(str(REPO_ROOT / "notebooks" / "01_data_exploration.ipynb"),
-                                   str(tmp_path / "out.ipynb"), parameters={"profile": "smoke", "seed": "x"},
+                                   str(tmp_path / "out.ipynb"), parameters={"profile": "smoke", "sampling_seed": "x"},
                                    kernel_name=KERNEL_NAME, cwd=str(REPO_ROOT / "notebooks"), progress_bar=False)
     assert err.value.ename == "ParameterError"
-    assert "parameter 'seed' = 'x' has type str: expected an integer" in err.value.evalue
+    assert "parameter 'sampling_seed' = 'x' has type str: expected an integer" in err.value.evalue
     assert "profiles/smoke.yaml" in err.value.evalue
 
 

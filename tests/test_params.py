@@ -36,7 +36,7 @@ def test_wrong_type_names_parameter_value_expectation_and_profile():
     ("weights", "imagnet", "not an allowed value"),
     ("augment", 1, "has type int"),
     ("epochs", True, "has type bool"),
-    ("seed", None, "must not be null"),
+    ("sampling_seed", None, "must not be null"),
     ("threshold_policy", "best", "not an allowed value"),
     ("lr_schedule", "step", "not an allowed value"),
     ("label_smoothing", 0.7, "out of range"),
@@ -55,6 +55,11 @@ def test_unknown_parameter_suggests_the_close_name():
         check({"epoch": 3})
 
 
+def test_a_renamed_parameter_is_told_its_new_name():
+    with pytest.raises(ParameterError, match=r"unknown parameter 'seed' in .*did you mean 'sampling_seed'"):
+        check({"seed": 42})
+
+
 def test_every_error_is_reported_at_once():
     with pytest.raises(ParameterError) as err:
         check({"epochs": 0, "batch_size": "x"})
@@ -70,7 +75,7 @@ def test_notebook_parameters_collects_declared_names_and_requires_all():
     names = NOTEBOOK_PARAMETERS["compare"]
     namespace = {"profile": "smoke", "data_dir": None, "runs_dir": "r", "report_dir": "d", "threshold_policy": "fixed",
                  "youden_delta": 0.02, "target_sensitivity": 0.95, "focus_seed": None, "study": None, "n_boot": 100,
-                 "n_examples": 2, "seed": 0, "unrelated": object()}
+                 "n_examples": 2, "sampling_seed": 0, "unrelated": object()}
     assert set(notebook_parameters(namespace, "compare")) == set(names)
     del namespace["n_boot"]
     with pytest.raises(ParameterError, match="'n_boot' is missing"):

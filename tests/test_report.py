@@ -182,7 +182,7 @@ def test_comparison_without_runs_names_a_command_that_works(tmp_path, profile, c
 
     namespace = {"profile": profile, "data_dir": None, "runs_dir": str(tmp_path), "report_dir": str(tmp_path),
                  "threshold_policy": "fixed", "youden_delta": 0.02, "target_sensitivity": 0.95, "focus_seed": None, "study": None,
-                 "n_boot": 10, "n_examples": 1, "seed": 1}
+                 "n_boot": 10, "n_examples": 1, "sampling_seed": 1}
     with pytest.raises(FileNotFoundError, match=f"./run_all.sh {command}"):
         comparison.setup(namespace)
 

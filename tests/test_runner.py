@@ -35,7 +35,7 @@ def write_profile(path: Path, header: str = "", **params) -> Path:
 
 def test_profile_path_resolves_names_and_lists_known_profiles(tmp_path):
     assert profiles.profile_path("smoke") == REPO_ROOT / "profiles" / "smoke.yaml"
-    custom = write_profile(tmp_path / "mine.yaml", seed=1)
+    custom = write_profile(tmp_path / "mine.yaml", sampling_seed=1)
     assert profiles.profile_path(str(custom)) == custom
     with pytest.raises(RunError, match=r"profile 'nope' not found at profiles/nope\.yaml.*cpu, full, smoke"):
         profiles.profile_path("nope")
@@ -50,26 +50,26 @@ def test_load_profile_rejects_bad_values_runner_keys_and_non_mappings(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(RunError, match="must be a mapping"):
         profiles.load_profile(tmp_path / "list.yaml")
-    (tmp_path / "broken.yaml").write_text("seed: [1\n")
+    (tmp_path / "broken.yaml").write_text("sampling_seed: [1\n")
     with pytest.raises(RunError, match="broken.yaml is not valid YAML"):
         profiles.load_profile(tmp_path / "broken.yaml")
 
 
 def test_set_overrides_replace_profile_values_and_are_checked_like_them(tmp_path):
-    profile = write_profile(tmp_path / "base.yaml", seed=1, epochs=2, augment=True)
-    overrides = profiles.parse_overrides(["seed=43", "augment=false", "lr_schedule = cosine"])
-    assert overrides == {"seed": 43, "augment": False, "lr_schedule": "cosine"}
-    assert profiles.load_profile(profile, overrides) == {"seed": 43, "epochs": 2, "augment": False,
+    profile = write_profile(tmp_path / "base.yaml", sampling_seed=1, epochs=2, augment=True)
+    overrides = profiles.parse_overrides(["sampling_seed=43", "augment=false", "lr_schedule = cosine"])
+    assert overrides == {"sampling_seed": 43, "augment": False, "lr_schedule": "cosine"}
+    assert profiles.load_profile(profile, overrides) == {"sampling_seed": 43, "epochs": 2, "augment": False,
                                                          "lr_schedule": "cosine"}
-    assert profiles.load_profile(profile) == {"seed": 1, "epochs": 2, "augment": True}
-    with pytest.raises(RunError, match=r"--set 'seed': expected KEY=VALUE"):
-        profiles.parse_overrides(["seed"])
-    with pytest.raises(RunError, match=r"--set 'seed=\[1': the value is not valid YAML"):
-        profiles.parse_overrides(["seed=[1"])
+    assert profiles.load_profile(profile) == {"sampling_seed": 1, "epochs": 2, "augment": True}
+    with pytest.raises(RunError, match=r"--set 'sampling_seed': expected KEY=VALUE"):
+        profiles.parse_overrides(["sampling_seed"])
+    with pytest.raises(RunError, match=r"--set 'sampling_seed=\[1': the value is not valid YAML"):
+        profiles.parse_overrides(["sampling_seed=[1"])
     with pytest.raises(RunError, match=r"'epochs' = 'three' has type str.*base\.yaml or the --set values"):
         profiles.load_profile(profile, profiles.parse_overrides(["epochs=three"]))
-    with pytest.raises(RunError, match=r"unknown parameter 'seeed'.*did you mean 'seed'"):
-        profiles.load_profile(profile, {"seeed": 43})
+    with pytest.raises(RunError, match=r"unknown parameter 'sampling_sed'.*did you mean 'sampling_seed'"):
+        profiles.load_profile(profile, {"sampling_sed": 43})
     with pytest.raises(RunError, match=r"sets \['report_dir'\]: the runner sets these"):
         profiles.load_profile(profile, {"report_dir": "x"})
 
@@ -84,7 +84,8 @@ def test_every_profile_is_used_by_the_notebooks_and_states_its_expected_minutes(
 
 def test_expected_duration_is_the_measured_minutes_of_this_kind_of_machine(tmp_path):
     minutes = 41.6  # fabricated: the announcement must follow whatever the profile measured
-    path = write_profile(tmp_path / "p.yaml", f"# expected minutes: 2-core CPU {minutes}, GPU unmeasured\n", seed=1)
+    path = write_profile(tmp_path / "p.yaml", f"# expected minutes: 2-core CPU {minutes}, GPU unmeasured\n",
+                         sampling_seed=1)
     assert profiles.expected_minutes(path) == {"2-core CPU": minutes, "GPU": None}
     assert profiles.expected_duration(path, Machine(2, False)) == (
         f"about {round(minutes)} min on this machine (2-core CPU, no GPU)")
@@ -94,14 +95,14 @@ def test_expected_duration_is_the_measured_minutes_of_this_kind_of_machine(tmp_p
 
 def test_expected_duration_says_when_this_machine_was_not_measured(tmp_path):
     header = "# For tests.\n# expected minutes: 2-core CPU 76, 8-core CPU 30.5, GPU unmeasured\n"
-    path = write_profile(tmp_path / "p.yaml", header, seed=1)
+    path = write_profile(tmp_path / "p.yaml", header, sampling_seed=1)
     assert profiles.expected_minutes(path) == {"2-core CPU": 76.0, "8-core CPU": 30.5, "GPU": None}
     assert profiles.expected_duration(path, Machine(8, False)) == "about 30 min on this machine (8-core CPU, no GPU)"
     assert profiles.expected_duration(path, Machine(4, True)) == (
         "not measured on this machine (4-core CPU, a GPU) (measured: 76 min on a 2-core CPU; 30 min on a 8-core CPU)")
     assert profiles.profile_description(path) == "For tests."
-    assert profiles.expected_minutes(write_profile(tmp_path / "none.yaml", seed=1)) == {}
-    bad = write_profile(tmp_path / "bad.yaml", "# expected minutes: laptop 20\n", seed=1)
+    assert profiles.expected_minutes(write_profile(tmp_path / "none.yaml", sampling_seed=1)) == {}
+    bad = write_profile(tmp_path / "bad.yaml", "# expected minutes: laptop 20\n", sampling_seed=1)
     with pytest.raises(RunError, match=r"bad\.yaml: expected-minutes entry 'laptop 20' is not understood.*2-core CPU 76"):
         profiles.expected_minutes(bad)
 
@@ -154,8 +155,8 @@ def test_gpu_device_check_looks_for_device_files(monkeypatch, tmp_path):
 
 def test_parameters_for_injects_only_what_a_notebook_declares():
     explore = NOTEBOOKS / "01_data_exploration.ipynb"
-    params = notebooks.parameters_for(explore, {"seed": 3, "epochs": 2}, {"profile": "p", "runs_dir": "r"})
-    assert params == {"seed": 3, "profile": "p"}
+    params = notebooks.parameters_for(explore, {"sampling_seed": 3, "epochs": 2}, {"profile": "p", "runs_dir": "r"})
+    assert params == {"sampling_seed": 3, "profile": "p"}
 
 
 def test_only_selects_by_prefix_and_rejects_unknown():
@@ -553,13 +554,14 @@ def test_large_png_figures_become_jpeg_and_small_ones_stay(tmp_path):
 def fake_notebooks(folder: Path, fail: bool) -> None:
     """Two tiny notebooks in the runner's layout: one 'training' into runs_dir/toy, one that may raise."""
     folder.mkdir(exist_ok=True)
-    params = new_code_cell('profile = "x"\nruns_dir = "r"\nreport_dir = "d"\nseed = 0')
+    params = new_code_cell('profile = "x"\nruns_dir = "r"\nreport_dir = "d"\nsampling_seed = 0')
     params.metadata["tags"] = ["parameters"]
     train = new_code_cell("import os\nfrom pathlib import Path\nrun = Path(runs_dir) / 'toy'\n"
-                          "run.mkdir(parents=True, exist_ok=True)\n(run / 'seed.txt').write_text(str(seed))\n"
-                          "os.write(2, b'fd-level kernel output\\n')\nprint('Epoch 1/1')\nprint('trained', seed)")
+                          "run.mkdir(parents=True, exist_ok=True)\n(run / 'seed.txt').write_text(str(sampling_seed))\n"
+                          "os.write(2, b'fd-level kernel output\\n')\nprint('Epoch 1/1')\n"
+                          "print('trained', sampling_seed)")
     check = new_code_cell("from pathlib import Path\nimport pandas as pd\n"
-                          + ("raise ValueError('boom at seed ' + str(seed))\n" if fail else "")
+                          + ("raise ValueError('boom at seed ' + str(sampling_seed))\n" if fail else "")
                           + "pd.DataFrame({'model': ['toy'], 'accuracy': [0.5]})"
                             ".to_csv(Path(report_dir) / 'comparison.csv', index=False)")
     for name, title, cells in (("01_train_toy.ipynb", "# Toy training", [params, train]),
@@ -578,7 +580,7 @@ def toy(tmp_path, monkeypatch):
     screen.setFormatter(logging.Formatter("%(message)s"))
     logging.getLogger().addHandler(screen)
     yield {"notebooks": tmp_path / "notebooks", "reports": tmp_path / "reports", "runs": tmp_path / "runs",
-           "profile": str(write_profile(tmp_path / "toy.yaml", seed=0)), "screen": stream}
+           "profile": str(write_profile(tmp_path / "toy.yaml", sampling_seed=0)), "screen": stream}
     logging.getLogger().removeHandler(screen)
 
 
@@ -592,14 +594,14 @@ def test_failed_run_keeps_the_earlier_reports_and_leaves_runs_to_resume(toy, mon
     # e.g. the README edited while the notebooks ran: the record names the code as it was at the start
     versions = iter([{"commit": "abc1234", "modified": False}, {"commit": "abc1234", "modified": True}])
     monkeypatch.setattr(run, "code_version", lambda: next(versions))
-    run_toy(toy, overrides={"seed": 1})
+    run_toy(toy, overrides={"sampling_seed": 1})
     record = json.loads((reports / "toy" / "runner.json").read_text())
     assert record["code_version"] == {"commit": "abc1234", "modified": False}
-    assert record["overrides"] == {"seed": 1} and record["parameters"]["seed"] == 1
+    assert record["overrides"] == {"sampling_seed": 1} and record["parameters"]["sampling_seed"] == 1
     assert record["notebooks"]["01_train_toy"]["title"] == "Toy training" and record["peak_memory_mb"] > 0
     assert str(toy["profile"]) not in json.dumps(record) and record["profile_file"] == "toy.yaml"
     page = (reports / "toy" / "index.html").read_text()
-    assert "Toy training" in page and "0.500" in page and "peak memory" in page and "seed=1" in page
+    assert "Toy training" in page and "0.500" in page and "peak memory" in page and "sampling_seed=1" in page
     log_text = (reports / "toy" / "run.log").read_text()
     assert "Executing Cell" in log_text and "fd-level kernel output" in log_text and "trained 1" in log_text
     screen = toy["screen"].getvalue()
@@ -609,12 +611,12 @@ def test_failed_run_keeps_the_earlier_reports_and_leaves_runs_to_resume(toy, mon
 
     fake_notebooks(toy["notebooks"], fail=True)
     with pytest.raises(RunError) as err:
-        run_toy(toy, overrides={"seed": 2})
+        run_toy(toy, overrides={"sampling_seed": 2})
     message = str(err.value)
     assert "02_check.ipynb failed in cell In [" in message and "ValueError: boom at seed 2" in message
     assert "were left in place: the next run skips finished replicates" in message
     assert (runs / "toy" / "toy" / "seed.txt").read_text() == "2"  # not moved aside: training resumes
-    assert "seed = 1" in (reports / "toy" / "executed" / "01_train_toy.ipynb").read_text()
+    assert "sampling_seed = 1" in (reports / "toy" / "executed" / "01_train_toy.ipynb").read_text()
     failed = reports / "toy-failed"
     assert "boom at seed 2" in (failed / "02_check.html").read_text() and (failed / "run.log").is_file()
     assert sorted(os.listdir(reports)) == ["toy", "toy-failed"] and sorted(os.listdir(runs)) == ["toy"]
@@ -623,12 +625,12 @@ def test_failed_run_keeps_the_earlier_reports_and_leaves_runs_to_resume(toy, mon
 def test_retrain_moves_the_runs_aside_and_restores_them_when_the_run_fails(toy, monkeypatch):
     runs = toy["runs"]
     (runs / "toy" / "old-replicate").mkdir(parents=True)
-    run_toy(toy, overrides={"seed": 1}, retrain=True)
+    run_toy(toy, overrides={"sampling_seed": 1}, retrain=True)
     assert sorted(os.listdir(runs / "toy")) == ["toy"] and sorted(os.listdir(runs)) == ["toy"]
     assert json.loads((toy["reports"] / "toy" / "runner.json").read_text())["retrain"] is True
     fake_notebooks(toy["notebooks"], fail=True)
     with pytest.raises(RunError, match="were restored as they were"):
-        run_toy(toy, overrides={"seed": 2}, retrain=True)
+        run_toy(toy, overrides={"sampling_seed": 2}, retrain=True)
     assert (runs / "toy" / "toy" / "seed.txt").read_text() == "1"
     assert (runs / "toy-failed" / "toy" / "seed.txt").read_text() == "2"
     assert sorted(os.listdir(runs)) == ["toy", "toy-failed"]

@@ -206,7 +206,7 @@ def per_seed_section(setup: ComparisonSetup) -> None:
     """Each seed and model at the pre-registered policy, with 95% patient-bootstrap intervals."""
     rows = []
     for seed, seed_runs in study.runs_by_seed(setup.runs).items():
-        table = compare.results_table(seed_runs, n_boot=setup.params["n_boot"], seed=setup.params["seed"])
+        table = compare.results_table(seed_runs, n_boot=setup.params["n_boot"], seed=setup.params["sampling_seed"])
         for _, row in table.iterrows():
             rows.append({"seed": seed, "model": row["model"], "threshold": row["threshold"],
                          **{metric: with_interval(row[metric], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"])
@@ -223,7 +223,8 @@ def differences_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame])
         reference = next(run for run in seed_runs if run.arch == setup.reference)
         for run in seed_runs:
             if run.arch in ARCHS and run is not reference:
-                pair = compare.compare_pair(run, reference, n_boot=setup.params["n_boot"], seed=setup.params["seed"])
+                pair = compare.compare_pair(run, reference, n_boot=setup.params["n_boot"],
+                                            seed=setup.params["sampling_seed"])
                 rows.append(discussion.seed_pair_row(seed, pair, model_title(run.name), model_title(reference.name)))
     display(readable(pd.DataFrame(rows), digits=4))
 
@@ -284,7 +285,7 @@ def within_group_intervals(setup: ComparisonSetup) -> pd.DataFrame:
             if part["target"].nunique() < 2:
                 continue
             scores = bootstrap.bootstrap_metrics(part["target"], part["prob"], run.threshold,
-                                                 n_boot=setup.params["n_boot"], seed=setup.params["seed"],
+                                                 n_boot=setup.params["n_boot"], seed=setup.params["sampling_seed"],
                                                  groups=part["patient_id"])
             rows.append({"group": str(group), "model": model_of(run.arch, run.name),
                          **{metric: with_interval(*scores.loc[metric]) for metric in WITHIN_GROUP_METRICS}})
@@ -315,7 +316,7 @@ def focus_tests_section(setup: ComparisonSetup) -> None:
     focus_note(setup)
     trained = [run for run in setup.focus_runs() if run.arch in ARCHS]
     for run_a, run_b in itertools.combinations(trained, 2):
-        pair = compare.compare_pair(run_b, run_a, n_boot=setup.params["n_boot"], seed=setup.params["seed"])
+        pair = compare.compare_pair(run_b, run_a, n_boot=setup.params["n_boot"], seed=setup.params["sampling_seed"])
         display(Markdown(f"**{model_title(run_b.name)} − {model_title(run_a.name)}, seed {setup.focus_seed}**"))
         display(readable(discussion.pair_table(pair, model_title(run_b.name), model_title(run_a.name)), digits=4))
 
@@ -348,7 +349,7 @@ def gradcam_section(setup: ComparisonSetup, disagree: pd.DataFrame) -> None:
         display(Markdown(f"Grad-CAM needs the trained model files, which are not in git ({', '.join(missing)} "
                          f"missing): train seed {setup.focus_seed} with notebooks 02 and 03 to see it."))
         return
-    n_examples, seed = setup.params["n_examples"], setup.params["seed"]
+    n_examples, seed = setup.params["n_examples"], setup.params["sampling_seed"]
     cases = pd.concat([disagree[["path", "label"]].sample(min(len(disagree), n_examples), random_state=seed),
                        trained[0].test[["path", "label"]].sample(n_examples, random_state=seed)]).drop_duplicates("path")
     maps = explain.gradcam_maps({model_title(r.name): models.load_model(files[r.name]) for r in trained},

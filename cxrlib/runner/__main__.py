@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", action="append", metavar="PREFIX",
                         help="run only notebooks whose name starts with PREFIX (repeatable), e.g. --only 02")
     parser.add_argument("--set", action="append", metavar="KEY=VALUE", dest="overrides",
-                        help="replace one profile parameter for this run (repeatable), e.g. --set seed=43; "
+                        help="replace one profile parameter for this run (repeatable), e.g. --set sampling_seed=43; "
                              "checked like the profile's own values")
     parser.add_argument("--reports-dir", type=Path, default=REPORTS_DIR, help="where <profile>/ reports go (default: reports/)")
     parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR,

@@ -35,12 +35,12 @@ def profile_path(name_or_file: str) -> Path:
 
 
 def parse_overrides(items: list[str] | None) -> dict:
-    """``--set KEY=VALUE`` arguments as a dict, each value read as YAML (``seed=43`` is the integer 43)."""
+    """``--set KEY=VALUE`` arguments as a dict, each value read as YAML (``epochs=2`` is the integer 2)."""
     overrides = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise RunError(f"--set {item!r}: expected KEY=VALUE, e.g. --set seed=43")
+            raise RunError(f"--set {item!r}: expected KEY=VALUE, e.g. --set epochs=2")
         try:
             overrides[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as err:
