@@ -22,7 +22,6 @@ from sklearn.utils.class_weight import compute_sample_weight
 from cxrlib.contract import CLASS_NAMES, THRESHOLD_POLICIES
 
 LOGIT_CLIP = 1e-6  # youden_midpoint: probabilities are clipped to [1e-6, 1 - 1e-6] before the logit
-POLICY_PARAMETERS = ("target_sensitivity", "delta", "fixed_threshold")  # choose_threshold's keyword parameters
 
 
 def check_binary_inputs(y_true, probs, what: str = "predictions", sample_weight=None) -> tuple[np.ndarray, np.ndarray]:

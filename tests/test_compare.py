@@ -201,6 +201,25 @@ def test_ensemble_uses_the_members_policy_parameters(two_runs):
     assert fixed.threshold == 0.5 and fixed.threshold_info["policy"] == "fixed"
 
 
+def test_a_runs_threshold_policy_reads_the_trainers_and_the_ensembles_records(two_runs):
+    run = two_runs[0]
+    trained = {"policy": "youden_midpoint", "value": 0.3, "target_sensitivity": 0.95, "youden_delta": 0.2,
+               "chosen_on": "val"}  # as cxrlib.train records it
+    assert dataclasses.replace(run, threshold_info=trained).threshold_policy() == (
+        "youden_midpoint", {"target_sensitivity": 0.95, "delta": 0.2})
+    fixed = dataclasses.replace(run, threshold=0.5, threshold_info={**trained, "policy": "fixed", "value": 0.5})
+    assert fixed.threshold_policy()[1]["fixed_threshold"] == 0.5
+    rechosen = compare.with_policy(run, "fixed", fixed_threshold=0.3)  # as the ensemble and with_policy record it
+    assert rechosen.threshold_policy() == ("fixed", {"fixed_threshold": 0.3})
+    assert dataclasses.replace(run, threshold_info={}).threshold_policy() == (None, {})
+
+
+def test_an_ensemble_of_fixed_threshold_members_keeps_their_threshold(two_runs):
+    members = [compare.with_policy(run, "fixed", fixed_threshold=0.3) for run in two_runs]
+    ensemble = compare.make_ensemble(members)
+    assert ensemble.threshold == 0.3 and ensemble.threshold_info["policy"] == "fixed"
+
+
 def test_results_table_has_one_row_per_model_with_cis_and_costs(two_runs):
     runs = [*two_runs, compare.make_ensemble(two_runs)]
     table = compare.results_table(runs, n_boot=300)

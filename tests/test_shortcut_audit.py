@@ -12,7 +12,7 @@ import pytest
 
 from conftest import write_tree
 from cxrlib import data, plots
-from cxrlib.compare.within_group import within_group_metrics
+from cxrlib.compare.within_group import within_group_intervals, within_group_metrics
 from cxrlib.contract import CLASS_NAMES
 from cxrlib.data.baseline import FEATURE_SETS, GEOMETRY_FEATURES, metadata_baseline, metadata_baseline_table
 from cxrlib.data.geometry import OTHER_GROUP, geometry_groups, label_rate_by_group
@@ -215,6 +215,28 @@ def test_within_group_metrics_matches_windows_paths_and_derives_groups(test_inde
     table = within_group_metrics(predictions, images, threshold=0.5)
     assert list(table.index) == [OTHER_GROUP, "all"]  # nine images of one size are too few for a group
     assert table.loc["all", "images"] == 9
+
+
+def test_within_group_intervals_bracket_each_groups_metrics_and_resample_children(test_index):
+    images, groups = test_index
+    predictions = predictions_for(images.iloc[:7], [0.1, 0.6, 0.4, 0.9, 0.2, 0.8, 0.7])
+    with pytest.raises(ValueError, match=r"within_group_intervals predictions needs columns \['patient_id'\]"):
+        within_group_intervals(predictions, images, 0.5, groups, n_boot=20)
+    predictions["patient_id"] = [f"child{i}" for i in range(7)]
+    table = within_group_intervals(predictions, images, 0.5, groups, n_boot=200, seed=3)
+    point = within_group_metrics(predictions, images, 0.5, groups)
+    assert list(table["group"].unique()) == ["A", "B", "all"]
+    assert list(table.loc[table["group"] == "A", "metric"]) == ["roc_auc", "accuracy", "sensitivity", "specificity"]
+    for row in table.itertuples():
+        assert row.estimate == pytest.approx(point.loc[row.group, row.metric])
+        assert row.ci_low <= row.estimate <= row.ci_high
+    assert table.loc[(table["group"] == "all") & (table["metric"] == "accuracy"), "ci_low"].item() < 5 / 7
+    # one child behind every image of a class leaves nothing to resample within that class
+    predictions["patient_id"] = predictions["target"].map({0: "normal child", 1: "pneumonia child"})
+    single = within_group_intervals(predictions, images, 0.5, groups, n_boot=50)
+    assert (single["ci_low"] == single["ci_high"]).all()
+    assert table.equals(within_group_intervals(predictions.assign(patient_id=[f"child{i}" for i in range(7)]),
+                                               images, 0.5, groups, n_boot=200, seed=3))
 
 
 def test_within_group_metrics_rejects_bad_predictions(test_index):

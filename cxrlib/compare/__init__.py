@@ -14,18 +14,20 @@ One module per job; callers use the names re-exported here (``compare.load_runs`
 - ``paired``: paired tests of two runs (McNemar, DeLong, paired patient bootstrap) and their disagreements;
 - ``ensemble``: the averaged-probability ensemble as a new ``Run``;
 - ``tables``: per-run test metrics with CIs, the per-class report and the results table.
-- ``within_group``: a run's test metrics within each group of images stored alike (the shortcut audit).
+- ``within_group``: a run's test metrics within each group of images stored alike, with patient-bootstrap
+  intervals (the shortcut audit).
 """
 from .duplicates import merge_duplicate_rows, merge_duplicates
 from .ensemble import make_ensemble
 from .paired import compare_pair, delong_covariance, delong_test, disagreements, mcnemar_test
 from .runs import PER_RUN_SETTINGS, Run, aligned_subset, find_run_dirs, load_run, load_runs, with_policy
 from .tables import CI_COLUMNS, TABLE_NAMES, classification_report, evaluate_run, results_table
-from .within_group import match_predictions, within_group_metrics
+from .within_group import match_predictions, within_group_intervals, within_group_metrics
 
 __all__ = [
     "CI_COLUMNS", "PER_RUN_SETTINGS", "TABLE_NAMES", "Run", "aligned_subset", "classification_report",
     "compare_pair", "delong_covariance", "delong_test", "disagreements", "evaluate_run",
     "find_run_dirs", "load_run", "load_runs", "make_ensemble", "match_predictions", "mcnemar_test",
-    "merge_duplicate_rows", "merge_duplicates", "results_table", "with_policy", "within_group_metrics",
+    "merge_duplicate_rows", "merge_duplicates", "results_table", "with_policy", "within_group_intervals",
+    "within_group_metrics",
 ]

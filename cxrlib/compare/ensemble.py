@@ -33,10 +33,9 @@ def make_ensemble(runs: Sequence[Run], method: str = "mean", policy: str | None 
     """
     if len(runs) < 2:
         raise ValueError(f"an ensemble needs at least two runs, got {len(runs)}")
-    member_info = {"delta": runs[0].threshold_info.get("youden_delta")} | runs[0].threshold_info  # run.json's name
-    policy = policy or member_info.get("policy", "youden")
-    policy_kwargs = {"target_sensitivity": 0.95} | {key: member_info[key] for key in evaluate.POLICY_PARAMETERS
-                                                     if member_info.get(key) is not None}
+    member_policy, member_keywords = runs[0].threshold_policy()
+    policy = policy or member_policy or "youden"
+    policy_kwargs = {"target_sensitivity": 0.95} | member_keywords
     if target_sensitivity is not None:
         policy_kwargs["target_sensitivity"] = target_sensitivity
     parts = []

@@ -135,15 +135,6 @@ def load_records(runs_dir: Path, side: str) -> dict[str, Run]:
     return {run_dir.relative_to(runs_dir).as_posix(): _load_run(run_dir) for run_dir in run_dirs}
 
 
-def _threshold_policy(run: Run) -> tuple[str | None, dict]:
-    """The policy a run recorded and its ``evaluate.choose_threshold`` parameters (run.json's youden_delta is delta)."""
-    recorded = run.threshold_info
-    parameters = {"target_sensitivity": recorded.get("target_sensitivity"),
-                  "delta": recorded.get("youden_delta", recorded.get("delta")),
-                  "fixed_threshold": run.threshold if recorded.get("policy") == "fixed" else None}
-    return recorded.get("policy"), {key: value for key, value in parameters.items() if value is not None}
-
-
 def _test_metrics(run: Run) -> dict[str, float]:
     """ROC-AUC and accuracy (at the run's threshold) on its test images."""
     test = run.test
@@ -153,8 +144,8 @@ def _test_metrics(run: Run) -> dict[str, float]:
 
 def compare_run(name: str, committed: Run, rerun: Run, tolerance: float) -> RunComparison:
     """Match the two runs' predictions by image and measure what changed (thresholds compared under one policy)."""
-    committed_policy, policy_parameters = _threshold_policy(committed)
-    threshold_rechosen = committed_policy is not None and _threshold_policy(rerun)[0] != committed_policy
+    committed_policy, policy_parameters = committed.threshold_policy()
+    threshold_rechosen = committed_policy is not None and rerun.threshold_policy()[0] != committed_policy
     if threshold_rechosen:
         try:
             rerun = with_policy(rerun, committed_policy, **policy_parameters)

@@ -36,6 +36,16 @@ class Run:
         """The replicate's training seed (run.json 'seed'); None for runs built here without one."""
         return self.info.get("seed")
 
+    def threshold_policy(self) -> tuple[str | None, dict]:
+        """The recorded threshold policy and its ``evaluate.choose_threshold`` keywords: run.json's youden_delta is
+        ``delta``, and a fixed policy's threshold is the run's own value unless the record names another."""
+        recorded = self.threshold_info
+        fixed = self.threshold if recorded.get("policy") == "fixed" else None
+        keywords = {"target_sensitivity": recorded.get("target_sensitivity"),
+                    "delta": recorded.get("delta", recorded.get("youden_delta")),
+                    "fixed_threshold": recorded.get("fixed_threshold", fixed)}
+        return recorded.get("policy"), {key: value for key, value in keywords.items() if value is not None}
+
     @property
     def val(self) -> pd.DataFrame:
         """Validation rows (used only to choose the threshold)."""

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from cxrlib import bootstrap, compare, data, explain, models, plan, plots, runtime, study
+from cxrlib import compare, data, explain, models, plan, plots, runtime, study
 from cxrlib.contract import (ARCHS, COMPARISON_FILE, COMPARISON_MARKDOWN, HEADLINE_METRICS, MODEL_FILE, PROFILES_DIR,
                              RECORDS_DIR, ROC_FIGURE, SEED_PAIRS_FIGURE, SEEDS_FILE, STUDY_FILE, model_of,
                              replicate_dir, repo_relative)
@@ -241,9 +241,6 @@ def sensitivity_section(tables: dict[str, pd.DataFrame]) -> None:
     display(readable(table[["model", "policy", "threshold", "accuracy", "sensitivity", "specificity"]]))
 
 
-WITHIN_GROUP_METRICS = ("roc_auc", "accuracy", "sensitivity", "specificity")
-
-
 def within_group_rows(setup: ComparisonSetup) -> pd.DataFrame:
     """Per model, replicate and stored-geometry group holding both classes (and ``all``): the test metrics at the
     pre-registered policy and what always answering PNEUMONIA would score."""
@@ -270,7 +267,7 @@ def within_group_summary(setup: ComparisonSetup, ranges: bool = True) -> pd.Data
         first = part.iloc[0]
         summary.append({"group": group, "model": model, "NORMAL": int(first["NORMAL"]),
                         "PNEUMONIA": int(first["PNEUMONIA"]),
-                        **{metric: spread(part[metric], ranges) for metric in WITHIN_GROUP_METRICS},
+                        **{metric: spread(part[metric], ranges) for metric in HEADLINE_METRICS},
                         "always PNEUMONIA: accuracy": first["always_pneumonia_accuracy"]})
     return pd.DataFrame(summary)
 
@@ -280,15 +277,11 @@ def within_group_intervals(setup: ComparisonSetup) -> pd.DataFrame:
     groups = data.geometry_groups(setup.index.images)
     rows = []
     for run in setup.focus_runs():
-        matched = compare.match_predictions(run.test, setup.index.images, groups)
-        for group, part in [*matched.groupby("group", observed=True, sort=True), ("all", matched)]:
-            if part["target"].nunique() < 2:
-                continue
-            scores = bootstrap.bootstrap_metrics(part["target"], part["prob"], run.threshold,
-                                                 n_boot=setup.params["n_boot"], seed=setup.params["sampling_seed"],
-                                                 groups=part["patient_id"])
-            rows.append({"group": str(group), "model": model_of(run.arch, run.name),
-                         **{metric: with_interval(*scores.loc[metric]) for metric in WITHIN_GROUP_METRICS}})
+        scores = compare.within_group_intervals(run.test, setup.index.images, run.threshold, groups,
+                                                n_boot=setup.params["n_boot"], seed=setup.params["sampling_seed"])
+        for group, part in scores.groupby("group", sort=False):
+            intervals = {row.metric: with_interval(row.estimate, row.ci_low, row.ci_high) for row in part.itertuples()}
+            rows.append({"group": group, "model": model_of(run.arch, run.name), **intervals})
     return pd.DataFrame(rows)
 
 
@@ -301,7 +294,7 @@ def within_group_section(setup: ComparisonSetup) -> None:
     display(readable(within_group_intervals(setup)))
     display(Markdown("**Every replicate:**"))
     rows = within_group_rows(setup)
-    display(readable(rows[["group", "model", "seed", "NORMAL", "PNEUMONIA", *WITHIN_GROUP_METRICS]], digits=3))
+    display(readable(rows[["group", "model", "seed", "NORMAL", "PNEUMONIA", *HEADLINE_METRICS]], digits=3))
 
 
 def focus_note(setup: ComparisonSetup) -> None:
