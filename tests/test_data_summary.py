@@ -9,6 +9,7 @@ from PIL import Image
 
 from cxrlib import data
 from cxrlib.data import summary
+from cxrlib.report import exploration
 from cxrlib.report.format import percent, readable
 
 
@@ -73,7 +74,7 @@ def test_image_size_summary_reports_medians_and_the_share_at_a_frequent_size():
 
 def test_describe_image_sizes_names_the_frequent_squares_and_the_spread_of_the_rest():
     sizes = [(224, 224)] * 20 + [(227, 227)] * 24 + [(300 + i, 250 + i) for i in range(10)]
-    text = summary.describe_image_sizes(index_frame({("train", "NORMAL"): [27], ("train", "PNEUMONIA"): [27]}, sizes))
+    text = exploration.describe_image_sizes(index_frame({("train", "NORMAL"): [27], ("train", "PNEUMONIA"): [27]}, sizes))
     assert text.startswith("**81%** of the 54 images share a few fixed stored sizes, each held by 5% or more")
     assert "square 224×224 (20 images), square 227×227 (24 images)." in text and "resized to a square" in text
     assert "The other 10 images keep varied sizes (width 300–309 px, height 250–259 px)." in text
@@ -81,7 +82,7 @@ def test_describe_image_sizes_names_the_frequent_squares_and_the_spread_of_the_r
 
 def test_describe_image_sizes_of_original_scans_says_sizes_vary():
     sizes = [(300 + i, 256) for i in range(30)]
-    text = summary.describe_image_sizes(index_frame({("test", "NORMAL"): [15], ("test", "PNEUMONIA"): [15]}, sizes))
+    text = exploration.describe_image_sizes(index_frame({("test", "NORMAL"): [15], ("test", "PNEUMONIA"): [15]}, sizes))
     assert text.startswith("No stored size is shared by 5% or more of the 30 images: sizes vary "
                            "(width 300–329 px, height 256–256 px)")
     assert "square" not in text
@@ -89,7 +90,7 @@ def test_describe_image_sizes_of_original_scans_says_sizes_vary():
 
 def test_describe_image_sizes_calls_a_frequent_non_square_size_a_resizing_or_scanner_setting():
     sizes = [(316, 256)] * 30 + [(400 + i, 256) for i in range(10)]
-    text = summary.describe_image_sizes(index_frame({("test", "NORMAL"): [20], ("test", "PNEUMONIA"): [20]}, sizes))
+    text = exploration.describe_image_sizes(index_frame({("test", "NORMAL"): [20], ("test", "PNEUMONIA"): [20]}, sizes))
     assert "316×256 (30 images)" in text and "one resizing step or one scanner setting" in text
     assert "resized to a square" not in text
 
@@ -120,7 +121,7 @@ def test_duplicates_are_grouped_and_counted_across_splits_subsets_and_patients(i
 def test_every_summary_function_is_re_exported_from_the_data_package():
     public = [name for name, value in vars(summary).items() if callable(value) and not name.startswith("_")
               and getattr(value, "__module__", "") == summary.__name__]
-    assert len(public) == 26
+    assert {"images_per_split", "duplicate_counts", "copy_manifest", "stored_gray"} <= set(public)
     assert all(name in data.__all__ and getattr(data, name) is getattr(summary, name) for name in public)
 
 
@@ -176,17 +177,17 @@ def test_patients_on_both_sides_and_the_overlap_of_validation_subsets(many_patie
 
 def test_describe_replicate_splits_names_who_draws_which_split(many_patients):
     own = summary.replicate_splits(many_patients, PARAMS, [1, 2])
-    text = summary.describe_replicate_splits(own, [(1, 1), (2, 2)])
+    text = exploration.describe_replicate_splits(own, [(1, 1), (2, 2)])
     val_patients = own[1].loc[own[1]["subset"] == "val", "patient_key"].nunique()
     assert text.startswith("This profile trains 2 replicates (seeds 1 and 2); each draws its own validation patients")
     assert f"Each validation subset holds **{val_patients} patients**" in text
     assert "patients in both training and validation: **0** in every split." in text
     assert f"any two validation subsets share {summary.validation_overlap(own)[0]} of their patients" in text
     shared = summary.replicate_splits(many_patients, PARAMS, [7, 7])
-    text = summary.describe_replicate_splits(shared, [(1, 7), (2, 7)])
+    text = exploration.describe_replicate_splits(shared, [(1, 7), (2, 7)])
     assert "trains 2 replicates (seeds 1 and 2) that all share one split, drawn with split seed 7" in text
     assert "two validation subsets share" not in text and text.endswith("**0**.")
-    one = summary.describe_replicate_splits(summary.replicate_splits(many_patients, PARAMS, [5]), [(5, 5)])
+    one = exploration.describe_replicate_splits(summary.replicate_splits(many_patients, PARAMS, [5]), [(5, 5)])
     assert one.startswith("This profile trains one replicate (seed 5); its validation patients are drawn with "
                           "split seed 5.") and "The validation subset holds" in one
 
@@ -197,7 +198,7 @@ def test_describe_replicate_splits_states_the_subsample():
     params = {"val_fraction": 0.5, "subsample_per_class": 4}
     splits = summary.replicate_splits(images, params, [1])
     assert summary.replicate_split_table(splits).iloc[0]["training NORMAL images"] == 4
-    text = summary.describe_replicate_splits(splits, [(1, 1)], subsample_per_class=4)
+    text = exploration.describe_replicate_splits(splits, [(1, 1)], subsample_per_class=4)
     assert "a subsample of at most 4 images per class and subset (24 images in training, validation and test)" in text
 
 
@@ -223,18 +224,21 @@ def test_duplicate_table_lists_every_group_with_its_folders_files_and_patients(t
     assert crossing["patients"].count(",") == 1
 
 
-def test_describe_duplicates_counts_crossings_over_every_replicate_split(tree_with_duplicates):
+def test_duplicate_counts_count_crossings_over_every_replicate_split_and_are_stated(tree_with_duplicates):
     index = tree_with_duplicates
     frame = index.images.assign(subset=index.images["split"])
     split_apart = frame.copy()
     split_apart.loc[split_apart["relpath"].str.endswith("person2_virus_99.jpeg"), "subset"] = "val"
-    counts = summary.describe_duplicates(index.duplicates, index.images, {1: frame, 2: split_apart}, excluded=0)
+    counts = summary.duplicate_counts(index.duplicates, index.images, {1: frame, 2: split_apart})
     assert (counts["groups"], counts["files"], counts["across_splits"], counts["across_subsets"]) == (2, 4, 1, 1)
-    assert "**2** groups of identical images (4 files), all listed above" in counts["text"]
-    assert "split between training and validation in any of the 2 replicate splits: **1**" in counts["text"]
-    assert summary.describe_duplicates(index.duplicates, index.images, {1: frame}, excluded=3)["across_subsets"] == 0
+    text = exploration.describe_duplicates(counts, n_splits=2, excluded=3)
+    assert "**2** groups of identical images (4 files), all listed above" in text
+    assert "split between training and validation in any of the 2 replicate splits: **1**" in text
+    assert "Unreadable or non-image files excluded: **3**" in text
+    assert "in the replicate split: **0**" in exploration.describe_duplicates(
+        summary.duplicate_counts(index.duplicates, index.images, {1: frame}), n_splits=1, excluded=0)
     subsample = {1: frame[~frame["path"].isin(index.duplicates["path"])]}  # a smoke profile may keep no duplicate
-    counts = summary.describe_duplicates(index.duplicates, index.images, subsample, excluded=0)
+    counts = summary.duplicate_counts(index.duplicates, index.images, subsample)
     assert (counts["groups"], counts["files"], counts["across_subsets"]) == (2, 4, 0)  # the table lists them all
 
 
@@ -242,12 +246,12 @@ def test_describe_duplicates_counts_crossings_over_every_replicate_split(tree_wi
 
 def test_describe_data_copy_tells_a_rebuilt_copy_from_a_plain_one(image_tree):
     index = data.scan_dataset(image_tree)
-    plain = summary.describe_data_copy(image_tree, index.images)
+    plain = exploration.describe_data_copy(image_tree, index.images)
     assert "without a MANIFEST.csv" in plain and "rebuilt" not in plain and "36 images" in plain
     pd.DataFrame({"source": ["a/x@1", "a/x@2", "b/y@1", "a/x@1"], "orig_width": [224, 300, 227, 500],
                   "orig_height": [224, 200, 227, 400]}).to_csv(image_tree / "MANIFEST.csv", index=False)
     (image_tree.parent / "README.md").write_text("how it was built")
-    rebuilt = summary.describe_data_copy(image_tree, index.images)
+    rebuilt = exploration.describe_data_copy(image_tree, index.images)
     assert "a **rebuilt copy**, not the original download" in rebuilt
     assert "gathered from 2 public copies" in rebuilt and "README.md" in rebuilt
     assert "**50%** of the images had already been resized to a square" in rebuilt
@@ -257,7 +261,7 @@ def test_describe_data_copy_tells_a_rebuilt_copy_from_a_plain_one(image_tree):
 def test_describe_size_figure_names_the_most_common_size_and_its_count():
     sizes = [(224, 224)] * 20 + [(227, 227)] * 12 + [(300, 256)] * 8
     images = index_frame({("train", "NORMAL"): [10], ("train", "PNEUMONIA"): [30]}, sizes)
-    text = summary.describe_size_figure(images)
+    text = exploration.describe_size_figure(images)
     assert text.startswith("Each dot is one of the 3 distinct stored sizes")
     assert "The most common size, square 224×224, holds **20** of the 40 images (10 NORMAL, 10 PNEUMONIA)" in text
 
@@ -324,16 +328,16 @@ def black_table(medians: dict[str, tuple[float, float]]) -> pd.DataFrame:
 
 def test_describe_black_pixels_says_what_the_spike_is_and_whether_every_group_agrees():
     table = black_table({"square 224×224": (0.058, 0.002), "other sizes": (0.069, 0.004), "all images": (0.065, 0.005)})
-    text = summary.describe_black_pixels(table)
+    text = exploration.describe_black_pixels(table)
     assert "median NORMAL image has **6.5%** of its pixels black, the median PNEUMONIA image **0.5%**" in text
     assert "95%–98% lie in the outer band (10% of the width or height from an edge" in text
     assert "NORMAL images have more black in every stored-size group (medians: " in text
     assert "square 224×224 5.8% against 0.2%" in text
     mixed = black_table({"square 224×224": (0.058, 0.002), "other sizes": (0.001, 0.004), "all images": (0.03, 0.003)})
-    assert "NORMAL images have more black in 1 of 2 stored-size groups" in summary.describe_black_pixels(mixed)
+    assert "NORMAL images have more black in 1 of 2 stored-size groups" in exploration.describe_black_pixels(mixed)
     reversed_ = black_table({"all images": (0.001, 0.02)})
-    assert "median PNEUMONIA image has **2.0%**" in summary.describe_black_pixels(reversed_)
-    assert summary.black_pixel_verdict(reversed_).startswith("PNEUMONIA images carry more pure-black border than "
+    assert "median PNEUMONIA image has **2.0%**" in exploration.describe_black_pixels(reversed_)
+    assert exploration.black_pixel_verdict(reversed_).startswith("PNEUMONIA images carry more pure-black border than "
                                                              "NORMAL images (median 2.0% against 0.1%")
 
 

@@ -378,7 +378,7 @@ def fabricated_record(**changes) -> dict:
                      "04_compare_models": {"title": "4 · Comparing the models", "kind": "compare", "seconds": 32.3,
                                            "finished": "2026-11-26T03:37:08"}}
     return {"profile": "cpu", "profile_file": "profiles/cpu.yaml", "parameters": {"data_dir": None, "seeds": [1, 2],
-            "augment": True, "learning_rate": 0.001}, "overrides": {"seed": 43}, "retrain": False,
+            "augment": True, "learning_rate": 0.001}, "overrides": {"sampling_seed": 43}, "retrain": False,
             "ran": list(notebooks_run), "notebooks": notebooks_run, "started": "2026-11-26T02:21:27",
             "wall_seconds": 4540.8, "peak_memory_mb": 2930, "code_version": {"commit": "38ecd93", "modified": True},
             "machine": "2-core CPU, no GPU", "reports_dir": "reports/cpu", "runs_dir": "runs/cpu", "note": "", **changes}
@@ -413,7 +413,7 @@ def test_index_shows_readable_tables_the_roc_figure_and_resolvable_links(tmp_pat
     assert 'src="roc_curves.png"' in page and 'alt="ROC curves' in page
     assert "fixed 0.5" in page and "0.961" in page and "1,624" in page and "0.310" not in page
     assert "2,930 MB" in page and "1 h 16 min" in page and "26 Nov 2026, 02:21" in page
-    assert "38ecd93 (modified)" in page and "-dirty" not in page and "seed=43" in page
+    assert "38ecd93 (modified)" in page and "-dirty" not in page and "sampling_seed=43" in page
     assert "<code>[1, 2]</code>" in page and "<code>null</code>" in page
     assert "NaN" not in page and "nan<" not in page and "train_time_s" not in page and "roc_auc" not in page
     assert 'class="cxr-bar"' in page and 'href="01_data_exploration.html"' in page

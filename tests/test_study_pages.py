@@ -21,7 +21,7 @@ def study_report(real_data_dir, tmp_path_factory):
     namespace = {"profile": "cpu", "data_dir": str(real_data_dir), "runs_dir": str(report_dir / "models"),
                  "report_dir": str(report_dir), "threshold_policy": "fixed", "youden_delta": 0.02,
                  "target_sensitivity": 0.95, "focus_seed": None, "study": "exploratory-cpu", "n_boot": 50,
-                 "n_examples": 1, "seed": 42}
+                 "n_examples": 1, "sampling_seed": 42}
     setup = comparison.setup(namespace)
     comparison.study_section(setup)
     return report_dir
@@ -56,6 +56,6 @@ def test_without_a_plan_no_earlier_decision_survives(study_report, real_data_dir
     namespace = {"profile": "cpu", "data_dir": str(real_data_dir), "runs_dir": str(study_report / "models"),
                  "report_dir": str(study_report), "threshold_policy": "fixed", "youden_delta": 0.02,
                  "target_sensitivity": 0.95, "focus_seed": None, "study": None, "n_boot": 50, "n_examples": 1,
-                 "seed": 42}
+                 "sampling_seed": 42}
     comparison.study_section(comparison.setup(namespace))
     assert not (study_report / STUDY_FILE).exists() and not (study_report / SEED_PAIRS_FIGURE).exists()
