@@ -151,7 +151,7 @@ def test_compare_pair_detects_the_stronger_model_and_labels_image_and_patient_le
     rows = table.set_index("test")
     delong = rows.loc["image-level DeLong (ROC-AUC)"]
     assert delong["difference"] > 0 and delong["p_value"] < 0.05
-    bootstrap_auc = rows.loc["paired patient bootstrap (roc_auc)"]
+    bootstrap_auc = rows.loc["paired patient bootstrap (ROC-AUC)"]
     assert bootstrap_auc["difference"] == pytest.approx(delong["difference"])
     assert bootstrap_auc["ci_low"] > 0
     assert "40 patients" in bootstrap_auc["note"]

@@ -66,7 +66,8 @@ def compare_pair(run_a: Run, run_b: Run, n_boot: int = 2000, seed: int = 0) -> p
     boot = bootstrap.paired_bootstrap(y_true, probs_a, probs_b, run_a.threshold, run_b.threshold,
                                       metrics=("accuracy", "roc_auc"), n_boot=n_boot, seed=seed, groups=patients)
     boot_note = f"{n_boot} resamples of {len(set(patients))} patients within class, percentile 95% CI"
-    boot_rows = {metric: {"test": f"paired patient bootstrap ({metric})", "level": "patient", "metric": metric,
+    boot_tests = {"accuracy": "paired patient bootstrap (accuracy)", "roc_auc": "paired patient bootstrap (ROC-AUC)"}
+    boot_rows = {metric: {"test": boot_tests[metric], "level": "patient", "metric": metric,
                           "a": row["a"], "b": row["b"], "difference": row["difference"], "ci_low": row["ci_low"],
                           "ci_high": row["ci_high"], "statistic": np.nan, "p_value": np.nan, "note": boot_note}
                  for metric, row in boot.iterrows()}

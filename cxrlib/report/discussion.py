@@ -50,15 +50,14 @@ def pair_table(pair: pd.DataFrame, name_a: str, name_b: str) -> pd.DataFrame:
 
 def seed_pair_row(seed: int, pair: pd.DataFrame, name_a: str, name_b: str) -> dict:
     """One seed's compare.compare_pair rows as one line: differences with patient-bootstrap CIs, image-level p-values."""
-    rows = pair.set_index("test")
-    boot = {metric: rows.loc[f"paired patient bootstrap ({metric})"] for metric in ("accuracy", "roc_auc")}
+    rows = pair.set_index(["level", "metric"])  # one test per level and metric (compare.compare_pair)
+    boot = {metric: rows.loc[("patient", metric)] for metric in ("accuracy", "roc_auc")}
     return {"seed": seed, "comparison": f"{name_a} − {name_b}",
             "ROC-AUC difference (patient 95% CI)": with_interval(*boot["roc_auc"][["difference", "ci_low", "ci_high"]], 4),
-            "image-level DeLong p": p_value(rows.loc["image-level DeLong (ROC-AUC)", "p_value"]),
+            "image-level DeLong p": p_value(rows.loc[("image", "roc_auc"), "p_value"]),
             "accuracy difference (patient 95% CI)": with_interval(*boot["accuracy"][["difference", "ci_low", "ci_high"]],
                                                                   4),
-            "image-level McNemar p": p_value(rows.loc["image-level McNemar exact (accuracy at chosen thresholds)",
-                                                      "p_value"])}
+            "image-level McNemar p": p_value(rows.loc[("image", "accuracy"), "p_value"])}
 
 
 def randomised_sources(runs: Sequence[compare.Run]) -> str:
