@@ -302,6 +302,21 @@ def test_a_finished_search_writes_its_report_and_a_tuned_profile_the_runner_acce
     assert train_config_values(params, seed=1, split_seed=1)["learning_rate"] == spec.base_params["learning_rate"]
 
 
+def test_the_tuned_profile_does_not_inherit_the_base_profiles_study_plan(tree, tmp_path, monkeypatch):
+    spec = load_search(search_file(tmp_path, rerun_seeds=[101, 102]))
+    storage = ledger.open_storage(spec, str(tmp_path / "journal.log"))
+    worker.work(spec, storage, log=quiet, train_fn=fake_train)
+    base = (recipe.PROFILES_DIR / f"{spec.base_profile}.yaml").read_text()
+    planned = tmp_path / "profiles"
+    planned.mkdir()
+    (planned / f"{spec.base_profile}.yaml").write_text(base.replace("\nstudy: null", "\nstudy: exploratory-cpu"))
+    assert "\nstudy: exploratory-cpu" in (planned / f"{spec.base_profile}.yaml").read_text()
+    monkeypatch.setattr(recipe, "PROFILES_DIR", planned)
+    profile = recipe.write_tuned_profile(spec, storage, tmp_path / "tuned.yaml")
+    assert yaml.safe_load(profile.read_text())["study"] is None
+    assert "exploratory-cpu" not in profile.read_text()
+
+
 def test_an_unfinished_search_reports_interim_numbers_and_names_no_best_configuration_too_early(tree, tmp_path):
     path, journal = search_file(tmp_path), str(tmp_path / "journal.log")
     spec = load_search(path)

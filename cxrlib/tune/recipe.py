@@ -1,7 +1,8 @@
 """The product of a finished search: a tuned profile (``profiles/<base>-tuned.yaml``) the runner trains from.
 
 It is the base profile with a ``recipes`` entry holding each architecture's best validation configuration, so
-``./run_all.sh --profile <base>-tuned`` trains every model with its own tuned recipe and nothing else changes.
+``./run_all.sh --profile <base>-tuned`` trains every model with its own tuned recipe. Nothing else changes but
+``study``, which is null: the base profile's study plan governs the base recipe's records, not these.
 """
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ from cxrlib.files import write_atomic
 
 from . import ledger
 from .spec import SearchSpec
+
+
+TUNED_STUDY_LINE = "study: null                     # a study of these recipes names its plan: --set study=NAME"
 
 
 def tuned_profile_path(spec: SearchSpec) -> Path:
@@ -49,7 +53,8 @@ def write_tuned_profile(spec: SearchSpec, storage, path: Path | None = None) -> 
     """Write the tuned profile (the base profile's text, a new header, and `recipes`); returns its path."""
     path = Path(path or tuned_profile_path(spec))
     base_path = PROFILES_DIR / f"{spec.base_profile}.yaml"
-    body = [line for line in base_path.read_text().splitlines() if not line.startswith("#")]
+    body = [TUNED_STUDY_LINE if line.startswith("study:") else line
+            for line in base_path.read_text().splitlines() if not line.startswith("#")]
     recipes = tuned_recipes(spec, storage)
     header = [
         f"# The {spec.base_profile} protocol with each architecture's own tuned recipe: {repo_relative(base_path)} plus the",
