@@ -4,10 +4,11 @@ import warnings
 import numpy as np
 import pytest
 
-from cxrlib.data import (assign_subsets, class_weights, describe_image_sizes, label_rate_by_group, make_dataset,
-                         scan_dataset, subsample, subset_counts)
+from cxrlib.data import (assign_subsets, class_weights, label_rate_by_group, make_dataset, scan_dataset, subsample,
+                         subset_counts)
 from cxrlib.data.baseline import GEOMETRY_FEATURES, metadata_baseline
 from cxrlib.data.geometry import OTHER_GROUP
+from cxrlib.report.exploration import describe_image_sizes
 
 pytestmark = pytest.mark.realdata
 
