@@ -22,6 +22,7 @@ STATISTICS = ("mean", "sd", "min", "max")
 BOUNDS = {"at_least": ">=", "at_most": "<="}
 KEYS = ("title", "kind", "document", "profile", "records", "seeds", "primary_policy", "reference", "compared",
         "decision_metrics", "level", "focus_seed", "expectations")
+OPTIONAL_KEYS = ("beside",)  # beside: an earlier study (its plan's name) the reports show next to this one, not pooled
 
 
 class PlanError(ValueError):
@@ -61,6 +62,7 @@ class StudyPlan:
     level: float
     focus_seed: int
     expectations: tuple[Expectation, ...]
+    beside: str | None = None  # an earlier study shown next to this one (tuned vs shared recipe), never pooled
 
 
 def plan_path(name: str) -> Path:
@@ -95,10 +97,10 @@ def load_plan(name: str) -> StudyPlan:
         raise PlanError(f"{where} is not valid YAML ({error}); fix the file") from None
     if not isinstance(values, dict):
         raise PlanError(f"{where} does not hold a mapping of {', '.join(KEYS)}")
-    unknown, missing = set(values) - set(KEYS), [key for key in KEYS if key not in values]
+    unknown, missing = set(values) - set(KEYS) - set(OPTIONAL_KEYS), [key for key in KEYS if key not in values]
     if unknown or missing:
         hints = [f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
-            key, KEYS, n=1)) else "") for key in sorted(unknown)] + [f"missing key {key!r}" for key in missing]
+            key, KEYS + OPTIONAL_KEYS, n=1)) else "") for key in sorted(unknown)] + [f"missing key {key!r}" for key in missing]
         raise PlanError(f"{where}: {'; '.join(hints)}")
     seeds = values["seeds"]
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
@@ -120,12 +122,16 @@ def load_plan(name: str) -> StudyPlan:
     if not (REPO_ROOT / str(values["document"])).is_file():
         raise PlanError(f"{where}: document = {values['document']!r} does not exist in the repository; give the "
                         "plan's path relative to the repository root")
+    beside = values.get("beside")
+    if beside is not None and (beside == name or not plan_path(str(beside)).is_file()):
+        known = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml") if p.stem != name)
+        raise PlanError(f"{where}: beside = {beside!r} must name another study plan in studies/ ({known}) or be null")
     expectations = tuple(_expectation(entry, f"{where}: expectations[{i}]")
                          for i, entry in enumerate(values["expectations"] or ()))
     return StudyPlan(name, str(values["title"]), values["kind"], str(values["document"]), str(values["profile"]),
                      str(values["records"]), tuple(seeds), values["primary_policy"], values["reference"],
                      values["compared"], tuple(values["decision_metrics"]), values["level"], values["focus_seed"],
-                     expectations)
+                     expectations, beside)
 
 
 def check_runs(plan: StudyPlan, seeds_found, policy: str) -> None:

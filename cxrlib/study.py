@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy.stats import binomtest, t, wilcoxon
+from scipy.stats import binomtest, t, ttest_ind, wilcoxon
 
 from cxrlib import compare, evaluate
 from cxrlib.contract import ENSEMBLE, HEADLINE_METRICS, THRESHOLD_POLICIES, model_of
@@ -157,6 +157,28 @@ def summarise_differences(differences: pd.DataFrame, level: float = 0.95) -> pd.
                      "sign_test_p": binomtest(better, better + worse).pvalue if better + worse else 1.0,
                      "min_attainable_p": min(1.0, 2 * 0.5 ** (better + worse))}
                     | dict(zip(("wilcoxon_p", "wilcoxon_min_attainable_p"), wilcoxon_signed_rank(values))))
+    return pd.DataFrame(rows)
+
+
+def between_studies(per_seed: pd.DataFrame, earlier_per_seed: pd.DataFrame,
+                    metrics: Sequence[str] = DIFFERENCE_METRICS, level: float = 0.95) -> pd.DataFrame:
+    """Per model in both studies and metric, at each study's primary policy: each study's replicates, mean and SD,
+    and the difference of means (this study − the earlier one) with a Welch ``level`` interval; the replicates of
+    two studies are independent draws, not pairs. With one replicate in a study, SD and interval are NaN.
+    Columns: model, metric, n, mean, sd, earlier_n, earlier_mean, earlier_sd, difference, ci_low, ci_high."""
+    this, earlier = (frame[frame["is_primary"]] for frame in (per_seed, earlier_per_seed))
+    rows = []
+    for model in [model for model in this["model"].unique() if model in set(earlier["model"])]:
+        for metric in metrics:
+            values, earlier_values = (frame.loc[frame["model"] == model, metric].to_numpy(float)
+                                      for frame in (this, earlier))
+            spread = min(len(values), len(earlier_values)) > 1
+            low, high = (ttest_ind(values, earlier_values, equal_var=False).confidence_interval(level) if spread
+                         else (np.nan, np.nan))
+            rows.append({"model": model, "metric": metric, "n": len(values), "mean": values.mean(),
+                         "sd": pd.Series(values).std(), "earlier_n": len(earlier_values),
+                         "earlier_mean": earlier_values.mean(), "earlier_sd": pd.Series(earlier_values).std(),
+                         "difference": values.mean() - earlier_values.mean(), "ci_low": low, "ci_high": high})
     return pd.DataFrame(rows)
 
 

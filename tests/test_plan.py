@@ -49,11 +49,19 @@ def test_a_valid_plan_loads(studies_dir):
     ({"expectations": [{"model": "vgg", "metric": "roc_auc", "statistic": "mean", "bound": "at_least", "value": 1}]},
      "model = 'vgg'"),
     ({"seedz": [1]}, "unknown key 'seedz' \\(did you mean 'seeds'\\?\\)"),
+    ({"beside": "nope"}, "beside = 'nope' must name another study plan in studies/"),
+    ({"beside": "test"}, "beside = 'test' must name another study plan"),
 ])
 def test_a_bad_plan_is_refused_naming_the_file_and_key(studies_dir, change, message):
     with pytest.raises(plan.PlanError, match=message) as error:
         plan.load_plan(write_plan(studies_dir, {**VALID, **change}))
     assert "test.yaml" in str(error.value)
+
+
+def test_a_plan_may_name_an_earlier_study_to_show_beside_it(studies_dir):
+    assert plan.load_plan(write_plan(studies_dir, VALID)).beside is None
+    write_plan(studies_dir, {**VALID, "seeds": [1, 2], "focus_seed": 1}, "earlier")
+    assert plan.load_plan(write_plan(studies_dir, {**VALID, "beside": "earlier"})).beside == "earlier"
 
 
 def test_a_missing_plan_names_the_known_ones(studies_dir):

@@ -171,3 +171,37 @@ def test_wilcoxon_is_undefined_without_a_nonzero_difference():
 def test_bad_input_is_rejected_with_a_clear_message(runs, bad_call, message):
     with pytest.raises(ValueError, match=message):
         bad_call(runs)
+
+
+def per_seed_frame(model_values: dict[str, list[float]], primary: bool = True) -> pd.DataFrame:
+    """seed_metrics-shaped rows: one per model and seed, the same value for ROC-AUC and accuracy."""
+    return pd.DataFrame([{"model": model, "seed": seed, "policy": "fixed", "is_primary": primary,
+                          "roc_auc": value, "accuracy": value}
+                         for model, values in model_values.items() for seed, value in enumerate(values, 1)])
+
+
+def test_between_studies_gives_each_studys_spread_and_a_welch_interval_of_the_difference():
+    tuned = [0.970, 0.972, 0.968, 0.974]  # mean 0.971, variance 6.667e-6
+    shared = [0.960, 0.966, 0.955]        # mean 0.9603, variance 3.033e-5
+    this = pd.concat([per_seed_frame({"resnet50": tuned, "ensemble": tuned}),
+                      per_seed_frame({"resnet50": [0.5] * 4}, primary=False)])  # another policy: ignored
+    earlier = per_seed_frame({"resnet50": shared, "densenet121": shared})
+    table = study.between_studies(this, earlier, metrics=("roc_auc",)).set_index("model")
+    assert list(table.index) == ["resnet50"]  # only models in both studies
+    row = table.loc["resnet50"]
+    assert (row["n"], row["earlier_n"]) == (4, 3)
+    assert row["mean"] == pytest.approx(0.971) and row["earlier_mean"] == pytest.approx(0.960333, abs=1e-6)
+    # Welch by hand: standard error sqrt(s1²/n1 + s2²/n2), Welch-Satterthwaite degrees of freedom
+    a, b = np.var(tuned, ddof=1) / 4, np.var(shared, ddof=1) / 3
+    df = (a + b) ** 2 / (a ** 2 / 3 + b ** 2 / 2)
+    half_width = float(study.t.ppf(0.975, df)) * np.sqrt(a + b)
+    assert row["difference"] == pytest.approx(0.971 - 0.960333, abs=1e-6)
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((row["difference"] - half_width,
+                                                            row["difference"] + half_width))
+    assert df == pytest.approx(2.665, abs=0.001) and row["ci_low"] < 0 < row["ci_high"]  # 3 and 4 replicates: wide
+
+
+def test_between_studies_with_one_replicate_has_no_interval():
+    table = study.between_studies(per_seed_frame({"resnet50": [0.97]}), per_seed_frame({"resnet50": [0.96, 0.95]}))
+    assert table["difference"].tolist() == pytest.approx([0.015, 0.015])
+    assert table[["sd", "ci_low", "ci_high"]].isna().all().all()

@@ -59,3 +59,35 @@ def test_without_a_plan_no_earlier_decision_survives(study_report, real_data_dir
                  "sampling_seed": 42}
     comparison.study_section(comparison.setup(namespace))
     assert not (study_report / STUDY_FILE).exists() and not (study_report / SEED_PAIRS_FIGURE).exists()
+
+
+def test_a_plan_shows_its_earlier_study_beside_it_not_pooled(real_data_dir, tmp_path, monkeypatch):
+    """A 'confirmatory' plan over the exploratory records, beside the exploratory plan: every difference is 0."""
+    from cxrlib import plan
+
+    studies = tmp_path / "studies"
+    studies.mkdir()
+    exploratory = (REPO_ROOT / "studies" / "exploratory-cpu.yaml").read_text()
+    (studies / "exploratory-cpu.yaml").write_text(exploratory)
+    (studies / "again.yaml").write_text(exploratory.replace("kind: exploratory", "kind: confirmatory")
+                                        + "beside: exploratory-cpu\n")
+    monkeypatch.setattr(plan, "STUDIES_DIR", studies)
+    report_dir = tmp_path / "reports" / "cpu"
+    shutil.copytree(REPO_ROOT / "reports" / "cpu" / "runs", report_dir / "runs")
+    namespace = {"profile": "cpu", "data_dir": str(real_data_dir), "runs_dir": str(tmp_path / "models"),
+                 "report_dir": str(report_dir), "threshold_policy": "fixed", "youden_delta": 0.02,
+                 "target_sensitivity": 0.95, "focus_seed": None, "study": "again", "n_boot": 50, "n_examples": 1,
+                 "sampling_seed": 42}
+    comparison.study_section(comparison.setup(namespace))
+    beside = json.loads((report_dir / STUDY_FILE).read_text())["beside"]
+    assert beside["plan"] == "studies/exploratory-cpu.yaml"
+    headers, rows = beside["table"]["headers"], beside["table"]["rows"]
+    assert headers[2:] == ["Confirmatory: mean ± SD (replicates)", "Exploratory: mean ± SD (replicates)",
+                           "Difference of means (95% Welch interval)"]
+    by_model = {(row[0], row[1]): row for row in rows}
+    assert set(by_model) == {(model, metric) for model in ("ResNet-50", "DenseNet-121", "ensemble (mean)")
+                             for metric in ("ROC-AUC", "accuracy")}
+    assert by_model[("ResNet-50", "ROC-AUC")][2] == by_model[("ResNet-50", "ROC-AUC")][3] == "0.9616 ± 0.0043 (5)"
+    assert all(row[4].startswith("0.0000 (-0.") for row in rows)  # the same records: no difference, a symmetric interval
+    page = index.write_index(report_dir, fabricated_record(), "unused").read_text()
+    assert "Beside the earlier study, not pooled" in page and "0.9616 ± 0.0043 (5)" in page

@@ -16,8 +16,8 @@ from IPython.display import Markdown, display
 
 from cxrlib import compare, data, explain, models, plan, plots, runtime, study
 from cxrlib.contract import (ARCHS, COMPARISON_FILE, COMPARISON_MARKDOWN, HEADLINE_METRICS, MODEL_FILE, PROFILES_DIR,
-                             RECORDS_DIR, ROC_FIGURE, SEED_PAIRS_FIGURE, SEEDS_FILE, STUDY_FILE, model_of,
-                             replicate_dir, repo_relative)
+                             RECORDS_DIR, REPO_ROOT, ROC_FIGURE, SEED_PAIRS_FIGURE, SEEDS_FILE, STUDY_FILE,
+                             model_of, replicate_dir, repo_relative)
 from cxrlib.files import write_atomic
 from cxrlib.params import notebook_parameters, policy_kwargs
 from cxrlib.report import discussion
@@ -173,6 +173,7 @@ def plan_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> Non
     expectations = discussion.expectation_table(plan.expectation_results(study_plan, tables["summary"]))
     display(Markdown("**Expected in advance** (the plan's list, each reported met or not):"))
     display(readable(expectations))
+    beside = beside_section(setup, tables) if study_plan.beside else None
     differences = discussion.difference_table(tables["difference_summary"])
     record = {"title": study_plan.title, "kind": study_plan.kind, "plan": f"studies/{study_plan.name}.yaml",
               "document": study_plan.document, "document_added": runtime.adding_commit(study_plan.document),
@@ -180,8 +181,32 @@ def plan_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> Non
               "decision": lead, "decision_details": details, "figure": SEED_PAIRS_FIGURE,
               "differences": table_record(differences[INDEX_DIFFERENCE_COLUMNS]),
               "expectations": table_record(expectations),
-              "within_group": table_record(index_within_group(setup))}
+              "within_group": table_record(index_within_group(setup)),
+              "beside": None if beside is None else {"plan": f"studies/{study_plan.beside}.yaml",
+                                                     "table": table_record(beside)}}
     write_atomic(report_dir / STUDY_FILE, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+
+
+def beside_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """The earlier study the plan names (``beside``), read from its committed records, next to this one and not
+    pooled: per model each study's mean ± SD at its own primary policy and the difference of means (Welch)."""
+    study_plan, earlier = setup.plan, plan.load_plan(setup.plan.beside)
+    earlier_runs, _ = compare.merge_duplicates(compare.load_runs(REPO_ROOT / earlier.records, setup.index.root),
+                                               setup.index.images)
+    plan.check_runs(earlier, sorted({run.seed for run in earlier_runs}), earlier.primary_policy)
+    earlier_tables = study.seed_study(earlier_runs, earlier.primary_policy, setup.reference, **setup.policy_kwargs())
+    between = study.between_studies(tables["per_seed"], earlier_tables["per_seed"], study_plan.decision_metrics,
+                                    study_plan.level)
+    names = ((study_plan.kind, earlier.kind) if study_plan.kind != earlier.kind else (study_plan.name, earlier.name))
+    table = discussion.between_studies_table(between, *names)
+    display(Markdown(
+        f"**Beside the {earlier.title.lower()}** (`studies/{earlier.name}.yaml`, {len(earlier.seeds)} replicates, "
+        f"{POLICY_NAMES[earlier.primary_policy]}), never pooled with this study. The two studies differ in their "
+        "recipes and in their replicates' seeds, not in the test images; their replicates are independent draws, so "
+        "the difference of means has a Welch interval. Where the recipes are the only planned difference, it "
+        "estimates what the recipe changed for each model:"))
+    display(readable(table))
+    return table
 
 
 INDEX_DIFFERENCE_COLUMNS = ["comparison", "metric", "mean difference (95% t-interval)", "seeds won / lost",

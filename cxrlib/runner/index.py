@@ -75,6 +75,10 @@ def study_record(report_dir: Path) -> dict | None:
         record[key] = Table(record[key]["headers"], record[key]["rows"])
     for key in ("plan", "document"):
         record[f"{key}_href"] = Path(os.path.relpath(REPO_ROOT / record[key], report_dir)).as_posix()
+    beside = record.get("beside")  # an earlier study the plan shows next to this one (absent in older records)
+    if beside:
+        beside["table"] = Table(beside["table"]["headers"], beside["table"]["rows"])
+        beside["plan_href"] = Path(os.path.relpath(REPO_ROOT / beside["plan"], report_dir)).as_posix()
     return record
 
 
