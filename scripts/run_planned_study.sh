@@ -7,6 +7,8 @@
 # the message. Replicates whose records are committed are skipped: run it again to continue after an interruption,
 # on this machine or another.
 #   scripts/run_planned_study.sh NAME [WORKTREE_DIR]      (default worktree: ../cxr-study-<name>)
+# The worktree gets its own environment (its .venv, installed on the first run in a few minutes), so the notebooks
+# import the plan's cxrlib, not this checkout's.
 # Hours long: run it in the background with a log, e.g.  nohup scripts/run_planned_study.sh NAME > study.log 2>&1 &
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,12 +23,13 @@ if ! git ls-files --error-unmatch "$plan_file" > /dev/null 2>&1; then
 fi
 source scripts/ensure_env.sh
 # The plan's facts, read by this repository's cxrlib (the file is checked; errors name the key and the fix).
-eval "$("$CXR_PYTHON" -c 'import shlex, sys
+facts="$("$CXR_PYTHON" -c 'import shlex, sys
 from cxrlib import plan
 study = plan.load_plan(sys.argv[1])
+seeds = " ".join(map(str, study.seeds))
 print(f"document={shlex.quote(study.document)} profile={shlex.quote(study.profile)} "
-      f"records={shlex.quote(study.records)} seeds=({\" \".join(map(str, study.seeds))}) "
-      f"archs=({study.reference} {study.compared})")' "$name")"
+      f"records={shlex.quote(study.records)} seeds=({seeds}) archs=({study.reference} {study.compared})")' "$name")"
+eval "$facts"  # set apart so that a plan error stops the script (set -e does not see inside eval's argument)
 plan_commit="$(git log --diff-filter=A --format=%H -- "$document" | tail -n 1)"
 if [[ -z "$plan_commit" ]]; then
     echo "error: no commit adds $document (the plan of $plan_file); commit the plan before the study runs" >&2
