@@ -8,14 +8,16 @@ what the reports need from it and is checked like a profile (errors name the fil
 from __future__ import annotations
 
 import difflib
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from cxrlib.contract import (ARCHS, ENSEMBLE, HEADLINE_METRICS, REPO_ROOT, STUDIES_DIR, THRESHOLD_POLICIES,
-                             repo_relative)
+from cxrlib.contract import (ARCHS, ENSEMBLE, HEADLINE_METRICS, RECORDS_DIR, REPO_ROOT, STUDIES_DIR,
+                             THRESHOLD_POLICIES, repo_relative)
 
 KINDS = ("exploratory", "confirmatory")
 STATISTICS = ("mean", "sd", "min", "max")
@@ -122,6 +124,10 @@ def load_plan(name: str) -> StudyPlan:
     if not (REPO_ROOT / str(values["document"])).is_file():
         raise PlanError(f"{where}: document = {values['document']!r} does not exist in the repository; give the "
                         "plan's path relative to the repository root")
+    rendered_from = f"reports/{values['profile']}/{RECORDS_DIR}"  # where notebook 04 of the plan's profile reads
+    if str(values["records"]).rstrip("/") != rendered_from:
+        raise PlanError(f"{where}: records = {values['records']!r} is not where ./run_all.sh --profile "
+                        f"{values['profile']} --only 04 reads them; set records: {rendered_from}")
     beside = values.get("beside")
     if beside is not None and (beside == name or not plan_path(str(beside)).is_file()):
         known = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml") if p.stem != name)
@@ -156,3 +162,20 @@ def expectation_results(plan: StudyPlan, summary: pd.DataFrame) -> pd.DataFrame:
         measured = float(primary.loc[(expectation.model, expectation.metric), expectation.statistic])
         rows.append({**expectation.__dict__, "measured": measured, "met": expectation.holds(measured)})
     return pd.DataFrame(rows, columns=["model", "metric", "statistic", "bound", "value", "measured", "met"])
+
+
+def shell_assignments(plan: StudyPlan) -> str:
+    """The facts scripts/run_planned_study.sh needs, as bash assignments (arrays for the seeds and the two models)."""
+    values = {"document": plan.document, "profile": plan.profile, "records": plan.records}
+    scalars = " ".join(f"{name}={shlex.quote(value)}" for name, value in values.items())
+    seeds = " ".join(map(str, plan.seeds))
+    return f"{scalars} seeds=({seeds}) archs=({plan.reference} {plan.compared})"
+
+
+if __name__ == "__main__":  # python -m cxrlib.plan NAME: a checked plan's facts for a shell; a bad plan exits 1
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m cxrlib.plan NAME  (the plan studies/NAME.yaml)")
+    try:
+        print(shell_assignments(load_plan(sys.argv[1])))
+    except PlanError as error:
+        sys.exit(f"error: {error}")

@@ -23,12 +23,7 @@ if ! git ls-files --error-unmatch "$plan_file" > /dev/null 2>&1; then
 fi
 source scripts/ensure_env.sh
 # The plan's facts, read by this repository's cxrlib (the file is checked; errors name the key and the fix).
-facts="$("$CXR_PYTHON" -c 'import shlex, sys
-from cxrlib import plan
-study = plan.load_plan(sys.argv[1])
-seeds = " ".join(map(str, study.seeds))
-print(f"document={shlex.quote(study.document)} profile={shlex.quote(study.profile)} "
-      f"records={shlex.quote(study.records)} seeds=({seeds}) archs=({study.reference} {study.compared})")' "$name")"
+facts="$("$CXR_PYTHON" -m cxrlib.plan "$name")"
 eval "$facts"  # set apart so that a plan error stops the script (set -e does not see inside eval's argument)
 plan_commit="$(git log --diff-filter=A --format=%H -- "$document" | tail -n 1)"
 if [[ -z "$plan_commit" ]]; then

@@ -8,7 +8,7 @@ from cxrlib import plan, study
 from cxrlib.report import discussion
 
 VALID = {"title": "Test study", "kind": "confirmatory", "document": "README.md", "profile": "smoke",
-         "records": "reports", "seeds": [11, 12, 13], "primary_policy": "fixed", "reference": "resnet50",
+         "records": "reports/smoke/runs", "seeds": [11, 12, 13], "primary_policy": "fixed", "reference": "resnet50",
          "compared": "densenet121", "decision_metrics": ["roc_auc"], "level": 0.95, "focus_seed": 11,
          "expectations": [{"model": "resnet50", "metric": "roc_auc", "statistic": "mean", "bound": "at_least",
                            "value": 0.9}]}
@@ -50,6 +50,8 @@ def test_a_valid_plan_loads(studies_dir):
      "model = 'vgg'"),
     ({"seedz": [1]}, "unknown key 'seedz' \\(did you mean 'seeds'\\?\\)"),
     ({"beside": "nope"}, "beside = 'nope' must name another study plan in studies/"),
+    ({"records": "reports/elsewhere/runs"}, "not where ./run_all.sh --profile smoke --only 04 reads them; set "
+                                            "records: reports/smoke/runs"),
     ({"beside": "test"}, "beside = 'test' must name another study plan"),
 ])
 def test_a_bad_plan_is_refused_naming_the_file_and_key(studies_dir, change, message):
@@ -114,3 +116,21 @@ def test_expectations_are_reported_met_or_not(studies_dir):
     assert table["expected in advance"].tolist() == ["ResNet-50: mean ROC-AUC ≥ 0.97", "DenseNet-121: SD ROC-AUC ≤ 0.01"]
     assert table["met"].tolist() == ["no", "yes"]
     assert np.isfinite(results["measured"]).all()
+
+
+def test_a_plans_facts_reach_the_study_script_as_bash_assignments(studies_dir):
+    """scripts/run_planned_study.sh evaluates python -m cxrlib.plan NAME; a bad plan stops it with the plan's error."""
+    import subprocess
+    import sys
+
+    name = write_plan(studies_dir, {**VALID, "profile": "it's here", "records": "reports/it's here/runs"})
+    facts = plan.shell_assignments(plan.load_plan(name))
+    shown = subprocess.run(["bash", "-c", 'set -eu; eval "$FACTS"; echo "$document|$profile|$records|${seeds[2]}|'
+                            '${#seeds[@]}|${archs[0]}>${archs[1]}"'], env={"FACTS": facts, "PATH": "/usr/bin:/bin"},
+                           capture_output=True, text=True, check=True)
+    assert shown.stdout.strip() == "README.md|it's here|reports/it's here/runs|13|3|resnet50>densenet121"
+    committed = subprocess.run([sys.executable, "-m", "cxrlib.plan", "exploratory-cpu"], capture_output=True,
+                               text=True, check=True)
+    assert "seeds=(1 2 3 4 5) archs=(resnet50 densenet121)" in committed.stdout
+    missing = subprocess.run([sys.executable, "-m", "cxrlib.plan", "nope"], capture_output=True, text=True)
+    assert missing.returncode == 1 and "error: no study plan studies/nope.yaml" in missing.stderr
