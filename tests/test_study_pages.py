@@ -82,8 +82,7 @@ def test_a_plan_shows_its_earlier_study_beside_it_not_pooled(real_data_dir, tmp_
     beside = json.loads((report_dir / STUDY_FILE).read_text())["beside"]
     assert beside["plan"] == "studies/exploratory-cpu.yaml"
     headers, rows = beside["table"]["headers"], beside["table"]["rows"]
-    assert headers[2:] == ["Confirmatory: mean ± SD (replicates)", "Exploratory: mean ± SD (replicates)",
-                           "Difference of means (95% Welch interval)"]
+    assert headers[2:] == ["Confirmatory", "Exploratory", "Difference (95% Welch interval)"]
     by_model = {(row[0], row[1]): row for row in rows}
     assert set(by_model) == {(model, metric) for model in ("ResNet-50", "DenseNet-121", "ensemble (mean)")
                              for metric in ("ROC-AUC", "accuracy")}

@@ -204,7 +204,7 @@ def beside_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> p
         f"{POLICY_NAMES[earlier.primary_policy]}), never pooled with this study. The two studies differ in their "
         "recipes and in their replicates' seeds, not in the test images; their replicates are independent draws, so "
         "the difference of means has a Welch interval. Where the recipes are the only planned difference, it "
-        "estimates what the recipe changed for each model:"))
+        "estimates what the recipe changed for each model. Each cell: mean ± SD (replicates):"))
     display(readable(table))
     return table
 

@@ -40,16 +40,15 @@ def difference_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def between_studies_table(between: pd.DataFrame, title: str, earlier_title: str) -> pd.DataFrame:
-    """``study.between_studies`` for readers: each study's mean ± SD (replicates) and the difference of means with
-    its Welch interval, one row per model and metric."""
+    """``study.between_studies`` for readers: each study's ``mean ± SD (replicates)`` under its title and the
+    difference of means with its Welch interval, one row per model and metric."""
     def spread(means, sds, counts):
         return [f"{number(m, 4)} ± {number(s, 4)} ({int(n)})" for m, s, n in zip(means, sds, counts)]
     return pd.DataFrame({
         "model": between["model"].map(model_title), "metric": between["metric"].map(NAMES),
-        f"{title}: mean ± SD (replicates)": spread(between["mean"], between["sd"], between["n"]),
-        f"{earlier_title}: mean ± SD (replicates)": spread(between["earlier_mean"], between["earlier_sd"],
-                                                           between["earlier_n"]),
-        "difference of means (95% Welch interval)": [with_interval(d, lo, hi, 4) for d, lo, hi in
+        title: spread(between["mean"], between["sd"], between["n"]),
+        earlier_title: spread(between["earlier_mean"], between["earlier_sd"], between["earlier_n"]),
+        "difference (95% Welch interval)": [with_interval(d, lo, hi, 4) for d, lo, hi in
                                                      between[["difference", "ci_low", "ci_high"]].to_numpy()],
     })
 
