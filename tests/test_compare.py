@@ -355,3 +355,16 @@ def test_load_runs_accepts_a_recipe_per_architecture_but_one_protocol_within_and
     write_replicates(tmp_path / "outside", outside)
     with pytest.raises(ValueError, match="differ in training settings.*precision"):
         compare.load_runs(tmp_path / "outside")
+
+
+def test_load_runs_refuses_a_replicate_whose_models_saw_other_validation_images(tmp_path):
+    write_replicates(tmp_path, {"resnet50": [{}], "densenet121": [{}]})  # no split_fingerprint, as older records
+    assert len(compare.load_runs(tmp_path)) == 2
+    predictions = tmp_path / "densenet121" / "seed-1" / "predictions.csv"
+    frame = pd.read_csv(predictions)
+    first_val = frame.index[frame["subset"] == "val"][0]
+    frame.loc[first_val, "path"] = frame.loc[first_val, "path"].replace(".jpeg", "-other.jpeg")
+    frame.to_csv(predictions, index=False)
+    with pytest.raises(ValueError, match=r"the runs of seed 1 under .* used different validation splits "
+                                         r"\(validation images differ\)"):
+        compare.load_runs(tmp_path)

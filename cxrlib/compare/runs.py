@@ -163,7 +163,8 @@ def load_runs(runs_dir: str | Path, data_root: str | Path | None = None) -> list
 
     All runs must come from the same data (data_fingerprint) and the same training settings apart from the seeds
     (and, across architectures, their per-architecture recipes: cxrlib.params.RECIPE_PARAMETERS);
-    the runs of one seed must share their validation split (checked where run.json records split_fingerprint).
+    the runs of one seed must share their validation split: the same validation images in predictions.csv, and
+    the same split_fingerprint where run.json records one (records from before it was added have none).
     ``data_root``: as in ``load_run``.
     """
     run_dirs = find_run_dirs(runs_dir)
@@ -181,9 +182,12 @@ def load_runs(runs_dir: str | Path, data_root: str | Path | None = None) -> list
         raise ValueError(f"the runs under {runs_dir} differ in training settings ({detail}); a comparison needs one "
                          "protocol: retrain them with one profile or move the odd ones to another folder")
     for seed in sorted({run.seed for run in runs}):
-        splits = {run.info.get("split_fingerprint") for run in runs if run.seed == seed} - {None}
-        if len(splits) > 1:
-            raise ValueError(f"the runs of seed {seed} under {runs_dir} used different validation splits; "
+        seed_runs = [run for run in runs if run.seed == seed]
+        splits = {run.info.get("split_fingerprint") for run in seed_runs} - {None}
+        validation = {frozenset(run.val["path"].map(relpath_from_path)) for run in seed_runs}
+        if len(splits) > 1 or len(validation) > 1:
+            raise ValueError(f"the runs of seed {seed} under {runs_dir} used different validation splits "
+                             f"({'split fingerprints' if len(splits) > 1 else 'validation images'} differ); "
                              "retrain them with the same split_seed")
     return sorted(runs, key=lambda run: (run.seed, ARCHS.index(run.arch) if run.arch in ARCHS else len(ARCHS), run.name))
 

@@ -89,6 +89,9 @@ def setup(namespace: dict) -> ComparisonSetup:
     print(f"parameters: {parameters_text(shown_parameters(params))}")
     print("versions:", ", ".join(f"{lib} {version}" for lib, version in runtime.library_versions().items()))
     print(f"run records: {repo_relative(records)}; data fingerprint (all runs): {runs[0].info['data_fingerprint']}")
+    fingerprinted = all(run.info.get("split_fingerprint") for run in runs if run.arch in ARCHS)
+    print("one validation split per replicate, checked on: its validation images"
+          + (" and split fingerprints" if fingerprinted else " (these run.json files predate split fingerprints)"))
     if study_plan:
         print(f"study plan: studies/{study_plan.name}.yaml ({study_plan.document})")
     return ComparisonSetup(params, index, runs, len(dropped), focus, study_plan)
