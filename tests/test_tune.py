@@ -23,6 +23,7 @@ from cxrlib import evaluate
 from cxrlib.contract import REPO_ROOT
 from cxrlib.params import check, train_config_values
 from cxrlib.tune import SearchError, ledger, load_search, recipe, report, results, worker
+from cxrlib.report.format import display_table
 from cxrlib.tune.__main__ import NOT_FINISHED, main
 
 TESTS_DIR = Path(__file__).parent
@@ -325,3 +326,19 @@ def test_an_unfinished_search_reports_interim_numbers_and_names_no_best_configur
     assert "every number below is interim" in page
     with pytest.raises(ValueError, match="no complete trial"):
         ledger.best_values(ledger.load(spec, ledger.open_storage(spec, journal), "densenet121"))
+
+
+def test_the_trials_table_reads_as_a_page_not_as_the_csv():
+    trials = pd.DataFrame({"arch": ["resnet50", "densenet121"], "kind": ["search", "rerun"], "number": [0, 1],
+                           "state": ["COMPLETE", "FAIL"], "value": [0.0855, np.nan], "recipe": [None, "tuned"],
+                           "training_seed": [1000.0, np.nan], "epochs_run": [8.0, np.nan], "best_epoch": [3.0, np.nan],
+                           "val_auc": [0.99, np.nan], "cpu_seconds": [120.0, np.nan], "wall_seconds": [70.0, np.nan],
+                           "cpu": ["AMD EPYC (avx512_bf16)"] * 2, "code": ["b1e8dc0"] * 2, "started": ["x"] * 2,
+                           "failure": [None, "lost"], "retry_of": [np.nan, 4.0], "param_learning_rate": [0.00146123, 0.001]})
+    table = display_table(report.readable_trials(trials))
+    assert table.headers[:11] == ["Model", "Kind", "Trial", "State", "Validation balanced log-loss", "Recipe",
+                                  "Training seed", "Epochs run", "Best epoch", "Validation ROC-AUC", "CPU minutes"]
+    assert table.rows[0][:11] == ["ResNet-50", "search", "0", "complete", "0.0855", "–", "1000", "8", "4", "0.990",
+                                  "2.000"]
+    assert table.rows[1][6:9] == ["–", "–", "–"] and "Retry of" in table.headers and "4" in table.rows[1]
+    assert "0.001461" in table.rows[0] and "code" not in table.headers and "Started" not in table.headers

@@ -13,7 +13,7 @@ from cxrlib import plots
 from cxrlib.backbones import title_of
 from cxrlib.contract import repo_relative
 from cxrlib.files import write_atomic
-from cxrlib.report.format import display_table, transposed
+from cxrlib.report.format import DASH, display_table, epoch_number, number, transposed
 from cxrlib.runner.pages import render
 
 from . import ledger
@@ -118,13 +118,25 @@ def importances(spec: SearchSpec, storage) -> dict[str, dict[str, float]]:
     return found
 
 
+TRIAL_HEADERS = {"arch": "model", "number": "trial", "value": "validation balanced log-loss",
+                 "training_seed": "training seed", "epochs_run": "epochs run", "best_epoch": "best epoch",
+                 "val_auc": "validation ROC-AUC", "cpu_seconds": "CPU minutes", "cpu": "CPU", "retry_of": "retry of"}
+
+
 def readable_trials(trials: pd.DataFrame) -> pd.DataFrame:
-    """The trials table as the page shows it: parameters by name with 4 significant digits, CPU time in minutes."""
+    """The trials table as the page shows it: models by title, seeds and epochs as whole numbers (epochs counted
+    from 1, as Keras logs them), CPU time in minutes, parameters by their profile key with 4 significant digits."""
     shown = trials.drop(columns=[c for c in ("code", "started", "wall_seconds") if c in trials])
     params = [c for c in shown if c.startswith("param_")]
     shown[params] = shown[params].map(lambda v: f"{v:.4g}" if isinstance(v, float) and pd.notna(v) else v)
+    shown["arch"] = shown["arch"].map(title_of)
+    shown["state"] = shown["state"].str.lower()
+    for column in [c for c in ("training_seed", "epochs_run", "retry_of") if c in shown]:  # NaN made them float
+        shown[column] = shown[column].map(lambda value: DASH if pd.isna(value) else str(int(value)))
+    shown["best_epoch"] = shown["best_epoch"].map(epoch_number)
+    shown["value"] = shown["value"].map(lambda value: number(value, 4))  # as the page's text quotes the best
     shown["cpu_seconds"] = shown["cpu_seconds"] / 60
-    return shown.rename(columns={"cpu_seconds": "CPU minutes", **{c: c.removeprefix("param_") for c in params}})
+    return shown.rename(columns={**TRIAL_HEADERS, **{c: c.removeprefix("param_") for c in params}})
 
 
 def write_report(spec: SearchSpec, storage, directory: Path | None = None) -> Path:
