@@ -21,6 +21,7 @@ from cxrlib.contract import (ARCHS, ENSEMBLE, HEADLINE_METRICS, RECORDS_DIR, REP
 
 KINDS = ("exploratory", "confirmatory")
 STATISTICS = ("mean", "sd", "min", "max")
+DIFFERENCE_STATISTICS = ("half_width",)  # of the plan's interval for the paired difference compared − reference
 BOUNDS = {"at_least": ">=", "at_most": "<="}
 KEYS = ("title", "kind", "document", "profile", "records", "seeds", "primary_policy", "reference", "compared",
         "decision_metrics", "level", "focus_seed", "expectations")
@@ -33,7 +34,8 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class Expectation:
-    """One result stated in advance: ``statistic`` of ``metric`` across replicates for ``model``, bounded."""
+    """One result stated in advance: ``statistic`` of ``metric`` across replicates for ``model``, bounded; with
+    ``half_width`` the statistic is of the paired difference ``model`` − reference (its interval's half-width)."""
 
     model: str
     metric: str
@@ -78,7 +80,8 @@ def _expectation(entry, where: str) -> Expectation:
     if not isinstance(entry, dict) or set(entry) != set(fields):
         raise PlanError(f"{where} = {entry!r}: give exactly {', '.join(fields)}")
     models, metrics = (*ARCHS, ENSEMBLE), (*HEADLINE_METRICS, "threshold")
-    for key, allowed in (("model", models), ("metric", metrics), ("statistic", STATISTICS), ("bound", tuple(BOUNDS))):
+    statistics = STATISTICS + DIFFERENCE_STATISTICS
+    for key, allowed in (("model", models), ("metric", metrics), ("statistic", statistics), ("bound", tuple(BOUNDS))):
         if entry[key] not in allowed:
             raise PlanError(f"{where}.{key} = {entry[key]!r} is not one of {', '.join(allowed)}")
     if not isinstance(entry["value"], (int, float)) or isinstance(entry["value"], bool):
@@ -134,6 +137,10 @@ def load_plan(name: str) -> StudyPlan:
         raise PlanError(f"{where}: beside = {beside!r} must name another study plan in studies/ ({known}) or be null")
     expectations = tuple(_expectation(entry, f"{where}: expectations[{i}]")
                          for i, entry in enumerate(values["expectations"] or ()))
+    for i, expectation in enumerate(expectations):
+        if expectation.statistic in DIFFERENCE_STATISTICS and expectation.model != values["compared"]:
+            raise PlanError(f"{where}: expectations[{i}].model = {expectation.model!r}: a {expectation.statistic} "
+                            f"is of the paired difference compared − reference; set model: {values['compared']}")
     return StudyPlan(name, str(values["title"]), values["kind"], str(values["document"]), str(values["profile"]),
                      str(values["records"]), tuple(seeds), values["primary_policy"], values["reference"],
                      values["compared"], tuple(values["decision_metrics"]), values["level"], values["focus_seed"],
@@ -151,15 +158,22 @@ def check_runs(plan: StudyPlan, seeds_found, policy: str) -> None:
                         f"{plan.primary_policy!r}; set threshold_policy to {plan.primary_policy!r}")
 
 
-def expectation_results(plan: StudyPlan, summary: pd.DataFrame) -> pd.DataFrame:
-    """Each expectation with its measured value and whether it was met, from ``study.summarise_seeds`` rows.
+def expectation_results(plan: StudyPlan, summary: pd.DataFrame, difference_summary: pd.DataFrame) -> pd.DataFrame:
+    """Each expectation with its measured value and whether it was met, from ``study.summarise_seeds`` rows and
+    (for a half-width) ``study.summarise_differences`` rows at the plan's level.
 
     Columns: model, metric, statistic, bound, value, measured, met.
     """
     primary = summary[summary["policy"] == plan.primary_policy].set_index(["model", "metric"])
+    differences = difference_summary[(difference_summary["policy"] == plan.primary_policy)
+                                     & (difference_summary["reference"] == plan.reference)]
+    half_widths = ((differences["ci_high"] - differences["ci_low"]) / 2).set_axis(
+        pd.MultiIndex.from_frame(differences[["model", "metric"]]))
     rows = []
     for expectation in plan.expectations:
-        measured = float(primary.loc[(expectation.model, expectation.metric), expectation.statistic])
+        key = (expectation.model, expectation.metric)
+        measured = float(half_widths.loc[key] if expectation.statistic in DIFFERENCE_STATISTICS
+                         else primary.loc[key, expectation.statistic])
         rows.append({**expectation.__dict__, "measured": measured, "met": expectation.holds(measured)})
     return pd.DataFrame(rows, columns=["model", "metric", "statistic", "bound", "value", "measured", "met"])
 

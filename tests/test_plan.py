@@ -109,13 +109,37 @@ def test_expectations_are_reported_met_or_not(studies_dir):
         {"model": "resnet50", "metric": "roc_auc", "statistic": "mean", "bound": "at_least", "value": 0.97},
         {"model": "densenet121", "metric": "roc_auc", "statistic": "sd", "bound": "at_most", "value": 0.01}]}
     loaded = plan.load_plan(write_plan(studies_dir, values))
-    results = plan.expectation_results(loaded, study.summarise_seeds(per_seed_rows(0.01)))
+    results = plan.expectation_results(loaded, *seed_tables(per_seed_rows(0.01)))
     assert results["met"].tolist() == [False, True]
     assert results["measured"].iloc[0] == pytest.approx(0.96)
-    table = discussion.expectation_table(results)
+    table = discussion.expectation_table(loaded, results)
     assert table["expected in advance"].tolist() == ["ResNet-50: mean ROC-AUC ≥ 0.97", "DenseNet-121: SD ROC-AUC ≤ 0.01"]
     assert table["met"].tolist() == ["no", "yes"]
     assert np.isfinite(results["measured"]).all()
+
+
+def seed_tables(per_seed: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """summarise_seeds and summarise_differences (against ResNet-50 at the fixed policy) of per-seed rows."""
+    differences = study.summarise_differences(study.seed_differences(per_seed, "resnet50", "fixed"))
+    return study.summarise_seeds(per_seed), differences
+
+
+def test_a_paired_intervals_half_width_is_an_expectation_of_the_compared_model(studies_dir):
+    """The hope 'a paired ROC-AUC interval with half-width <= 0.004' is data: measured from the plan's interval."""
+    expected = {"model": "densenet121", "metric": "roc_auc", "statistic": "half_width", "bound": "at_most"}
+    loaded = plan.load_plan(write_plan(studies_dir, {**VALID, "expectations": [
+        {**expected, "value": 0.004}, {**expected, "value": 0.01}]}))
+    summary, differences = seed_tables(per_seed_rows(0.01))
+    results = plan.expectation_results(loaded, summary, differences)
+    row = differences[differences["model"] == "densenet121"].iloc[0]
+    assert results["measured"].tolist() == pytest.approx([(row["ci_high"] - row["ci_low"]) / 2] * 2)
+    assert 0.004 < results["measured"].iloc[0] < 0.01 and results["met"].tolist() == [False, True]
+    assert discussion.expectation_table(loaded, results)["expected in advance"].iloc[0] == (
+        "DenseNet-121 − ResNet-50: half-width of the 95% interval of ROC-AUC ≤ 0.004")
+    with pytest.raises(plan.PlanError, match=r"expectations\[0\]\.model = 'resnet50': a half_width is of the paired "
+                                             r"difference compared − reference; set model: densenet121"):
+        plan.load_plan(write_plan(studies_dir, {**VALID, "expectations": [{**expected, "model": "resnet50",
+                                                                           "value": 0.004}]}))
 
 
 def test_a_plans_facts_reach_the_study_script_as_bash_assignments(studies_dir):

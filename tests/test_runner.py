@@ -37,7 +37,7 @@ def test_profile_path_resolves_names_and_lists_known_profiles(tmp_path):
     assert profiles.profile_path("smoke") == REPO_ROOT / "profiles" / "smoke.yaml"
     custom = write_profile(tmp_path / "mine.yaml", sampling_seed=1)
     assert profiles.profile_path(str(custom)) == custom
-    with pytest.raises(RunError, match=r"profile 'nope' not found at profiles/nope\.yaml.*cpu, cpu-tuned, full, smoke"):
+    with pytest.raises(RunError, match=r"profile 'nope' not found at profiles/nope\.yaml.*cpu, cpu-confirmatory, cpu-tuned, full, smoke"):
         profiles.profile_path("nope")
 
 

@@ -173,7 +173,8 @@ def plan_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> Non
     display(plots.plot_seed_pairs(per_seed, compared, study_plan.reference, study_plan.compared,
                                   study_plan.decision_metrics, NAMES, study_plan.level,
                                   save_to=report_dir / SEED_PAIRS_FIGURE))
-    expectations = discussion.expectation_table(plan.expectation_results(study_plan, tables["summary"]))
+    expectations = discussion.expectation_table(study_plan, plan.expectation_results(
+        study_plan, tables["summary"], tables["difference_summary"]))
     display(Markdown("**Expected in advance** (the plan's list, each reported met or not):"))
     display(readable(expectations))
     beside = beside_section(setup, tables) if study_plan.beside else None

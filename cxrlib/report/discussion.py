@@ -204,13 +204,20 @@ def decision(plan: StudyPlan, difference_summary: pd.DataFrame) -> tuple[str, st
                                                    "possible." if not decided else "."))
 
 
-def expectation_table(results: pd.DataFrame) -> pd.DataFrame:
+def expectation_table(plan: StudyPlan, results: pd.DataFrame) -> pd.DataFrame:
     """``plan.expectation_results`` for readers: what was expected in advance, what was measured, met or not."""
-    statistic = {"mean": "mean", "sd": "SD", "min": "smallest", "max": "largest"}
+    statistic = {"mean": "mean", "sd": "SD", "min": "smallest", "max": "largest",
+                 "half_width": f"half-width of the {plan.level:.0%} interval of"}
     sign = {"at_least": "≥", "at_most": "≤"}
+
+    def subject(model: str, stat: str) -> str:
+        """The model, or the paired difference a half-width is of."""
+        return (f"{model_title(model)} − {model_title(plan.reference)}" if stat == "half_width"
+                else model_title(model))
+
     return pd.DataFrame({
-        "expected in advance": [f"{model_title(r.model)}: {statistic[r.statistic]} {NAMES[r.metric]} {sign[r.bound]} "
-                                f"{r.value:g}" for r in results.itertuples()],
+        "expected in advance": [f"{subject(r.model, r.statistic)}: {statistic[r.statistic]} {NAMES[r.metric]} "
+                                f"{sign[r.bound]} {r.value:g}" for r in results.itertuples()],
         "measured": [number(value, 4) for value in results["measured"]],
         "met": results["met"].map({True: "yes", False: "no"}),
     })
