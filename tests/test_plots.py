@@ -230,3 +230,21 @@ def test_package_re_exports_every_public_name_of_its_modules(module):
     own = defined_names(submodule)
     assert own and own <= set(plots.__all__)
     assert all(getattr(plots, name) is getattr(submodule, name) for name in own)
+
+
+def test_seed_labels_share_one_label_where_values_are_close_so_none_overlap():
+    values = pd.Series({1: 0.90, 3: 0.951, 5: 0.9515, 2: 0.97, 4: 0.93})
+    assert plots.seed_labels(values, 0.07) == [(0.90, "1"), (0.93, "4"), (pytest.approx(0.95125), "3, 5"), (0.97, "2")]
+    assert plots.seed_labels(values, 0.001) == [(value, str(seed)) for seed, value in values.sort_values().items()]
+    assert plots.seed_labels(pd.Series({2001: 0.95, 2002: 0.95}), 0.0) == [(0.95, "2001, 2002")]
+
+
+def test_seed_pairs_write_each_seed_once_beside_the_compared_model():
+    rows = [{"model": model, "seed": seed, "roc_auc": auc, "accuracy": acc}
+            for seed, shift in ((1, 0.0), (2, 0.004), (3, 0.02)) for model, auc, acc in
+            (("resnet50", 0.96 + shift, 0.90), ("densenet121", 0.95 + shift, 0.92 + shift / 100))]
+    differences = pd.DataFrame([{"metric": metric, "mean_difference": -0.01, "ci_low": -0.02, "ci_high": 0.0}
+                                for metric in ("roc_auc", "accuracy")])
+    figure = plots.plot_seed_pairs(pd.DataFrame(rows), differences, "resnet50", "densenet121", ["roc_auc", "accuracy"])
+    labels = [[text.get_text() for text in ax.texts] for ax in figure.axes[::2]]
+    assert sorted(labels[0]) == ["1", "2", "3"] and labels[1] == ["1, 2, 3"]  # accuracies all but equal

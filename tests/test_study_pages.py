@@ -8,6 +8,7 @@ import pytest
 from cxrlib.contract import REPO_ROOT, SEED_PAIRS_FIGURE, STUDY_FILE
 from cxrlib.report import comparison
 from cxrlib.runner import index
+from test_reports import CHROMIUM
 from test_runner import fabricated_record, local_links
 
 pytestmark = pytest.mark.realdata
@@ -50,6 +51,26 @@ def test_the_index_leads_with_the_decision_and_links_the_plan(study_report):
     assert "square 227×227" in page and "Always PNEUMONIA: accuracy" in page
     assert "unused when a study is present" not in page and "reference" not in page.lower()
     assert not [link for link in links if not (study_report / link).exists() and link != "runner.json"]
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary found (apt-get install chromium)")
+def test_the_index_tables_keep_each_cell_on_one_line_in_a_narrow_window(study_report):
+    """'ROC-AUC' broke as 'ROC-' / 'AUC' in a narrow metric column; cells stay whole, wide tables scroll."""
+    from playwright.sync_api import sync_playwright
+
+    page_file = index.write_index(study_report, fabricated_record(), "unused when a study is present")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 700, "height": 900})
+        page.goto(page_file.as_uri())
+        lines = page.evaluate("""() => [...document.querySelectorAll('.table-wrap td')].map(cell => {
+            const range = document.createRange(); range.selectNodeContents(cell);
+            return [cell.textContent, new Set([...range.getClientRects()].map(rect => Math.round(rect.top))).size];
+        })""")
+        browser.close()
+    assert any(text == "ROC-AUC" for text, _ in lines)
+    assert [text for text, count in lines if count > 1] == []
 
 
 def test_without_a_plan_no_earlier_decision_survives(study_report, real_data_dir):

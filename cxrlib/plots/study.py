@@ -14,6 +14,21 @@ from cxrlib.backbones import title_of
 from .style import PALETTE, finish, model_color, new_figure, styled
 
 
+def seed_labels(values: pd.Series, span: float, closeness: float = 0.06) -> list[tuple[float, str]]:
+    """Where to write each replicate's seed beside its value: seeds whose values lie within ``closeness`` of the
+    axis's data ``span`` of each other share one label ("3, 5") at their mean, so that no two labels overlap."""
+    ordered = values.sort_values()
+    gap = closeness * (span or 1.0)
+    groups: list[list] = []
+    for seed, value in ordered.items():
+        if groups and value - groups[-1][-1][1] < gap:
+            groups[-1].append((seed, value))
+        else:
+            groups.append([(seed, value)])
+    return [(float(np.mean([value for _, value in group])), ", ".join(str(seed) for seed, _ in sorted(group)))
+            for group in groups]
+
+
 @styled
 def plot_seed_pairs(per_seed: pd.DataFrame, differences: pd.DataFrame, reference: str, compared: str,
                     metrics: Sequence[str], metric_names: Mapping[str, str] | None = None, level: float = 0.95,
@@ -32,8 +47,9 @@ def plot_seed_pairs(per_seed: pd.DataFrame, differences: pd.DataFrame, reference
         pair = values[metric][[reference, compared]]
         for seed, (left, right) in pair.iterrows():
             pairs_ax.plot([0, 1], [left, right], color="0.6", linewidth=1, zorder=1)
-            pairs_ax.annotate(str(seed), (1, right), xytext=(6, 0), textcoords="offset points", va="center",
-                              fontsize=8, color="0.4")
+        for y, label in seed_labels(pair[compared], pair.max().max() - pair.min().min()):
+            pairs_ax.annotate(label, (1, y), xytext=(6, 0), textcoords="offset points", va="center", fontsize=8,
+                              color="0.4")
         for x, model in enumerate((reference, compared)):
             pairs_ax.scatter(np.full(len(pair), x), pair[model], color=model_color(model), zorder=2, s=28)
         pairs_ax.set(xticks=[0, 1], xticklabels=[title_of(reference), title_of(compared)], xlim=(-0.4, 1.4),

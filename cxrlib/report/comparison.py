@@ -61,6 +61,12 @@ class ComparisonSetup:
         return [run for run in self.runs if run.seed == self.focus_seed]
 
 
+def load_study_runs(records: Path, index: data.DatasetIndex) -> tuple[list[compare.Run], pd.DataFrame]:
+    """A study's committed run records, checked against the data set, byte-identical test images counted once;
+    and the merged rows (``compare.merge_duplicates``)."""
+    return compare.merge_duplicates(compare.load_runs(records, index.root), index.images)
+
+
 def setup(namespace: dict) -> ComparisonSetup:
     """Check parameters, load and check every run record, merge duplicates, add the per-seed ensembles."""
     params = notebook_parameters(namespace, "compare")
@@ -71,10 +77,8 @@ def setup(namespace: dict) -> ComparisonSetup:
                                 f"./run_all.sh --profile {profile} --only 02 --only 03 (or run notebooks 2 and 3 "
                                 "with this report_dir), or read the committed exploratory study with "
                                 'report_dir = "../reports/cpu" and study = "exploratory-cpu"')
-    data_root = data.locate_data(params["data_dir"])
-    runs = compare.load_runs(records, data_root)
-    index = data.scan_dataset(data_root)
-    runs, dropped = compare.merge_duplicates(runs, index.images)
+    index = data.scan_dataset(data.locate_data(params["data_dir"]))
+    runs, dropped = load_study_runs(records, index)
     with_ensembles = study.add_seed_ensembles(runs)
     runs = [compare.with_policy(run, params["threshold_policy"], **policy_kwargs(params)) for run in with_ensembles]
     seeds = sorted({run.seed for run in runs})
@@ -195,8 +199,7 @@ def beside_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> p
     """The earlier study the plan names (``beside``), read from its committed records, next to this one and not
     pooled: per model each study's mean ± SD at its own primary policy and the difference of means (Welch)."""
     study_plan, earlier = setup.plan, plan.load_plan(setup.plan.beside)
-    earlier_runs, _ = compare.merge_duplicates(compare.load_runs(REPO_ROOT / earlier.records, setup.index.root),
-                                               setup.index.images)
+    earlier_runs, _ = load_study_runs(REPO_ROOT / earlier.records, setup.index)
     plan.check_runs(earlier, sorted({run.seed for run in earlier_runs}), earlier.primary_policy)
     earlier_tables = study.seed_study(earlier_runs, earlier.primary_policy, setup.reference, **setup.policy_kwargs())
     between = study.between_studies(tables["per_seed"], earlier_tables["per_seed"], study_plan.decision_metrics,
