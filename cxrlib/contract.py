@@ -84,6 +84,7 @@ HISTORY_FILE = "history.csv"
 PREDICTIONS_FILE = "predictions.csv"
 # The out-of-distribution detector of the best model (cxrlib.ood): fitted on train, its flag threshold on val.
 OOD_FILE = "ood.npz"
+GRADCAM_FILE = "gradcam.csv"  # optional record: each test image's coarse Grad-CAM (cxrlib.explain.record)
 LOGS_DIR = "logs"
 RUN_FILES = (MODEL_FILE, LAST_WEIGHTS_FILE, STATE_FILE, RUN_RECORD_FILE, HISTORY_FILE, PREDICTIONS_FILE, OOD_FILE)
 # The small files that fully describe a finished run's results; committed under reports/<profile>/runs/.

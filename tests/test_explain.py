@@ -1,6 +1,7 @@
 """Grad-CAM finds the feature map in nested backbones and points at the object that drives the prediction."""
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -95,3 +96,76 @@ def test_gradcam_maps_loads_image_files_at_the_models_input_size(trained_detecto
     for model_maps in maps.values():
         assert model_maps.images.shape == (2, SIZE, SIZE, 3) and model_maps.heatmaps.shape == (2, SIZE, SIZE)
         assert model_maps.probs == pytest.approx(np.ravel(trained_detector(model_maps.images)), abs=1e-4)
+
+
+@pytest.fixture
+def recorded_run(trained_detector, tmp_path):
+    """A data root with six test images (relative paths as predictions.csv holds them), the run's predictions and
+    its records folder."""
+    images, labels, _ = square_images(6, seed=5)
+    root, relpaths = tmp_path / "data", []
+    for number, (image, label) in enumerate(zip(images, labels)):
+        relpath = f"test/{'PNEUMONIA' if label else 'NORMAL'}/image{number}.png"
+        (root / relpath).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image.astype(np.uint8)).save(root / relpath)
+        relpaths.append(relpath)
+    pixels = np.stack([np.asarray(Image.open(root / path), dtype="float32") for path in relpaths])
+    predictions = pd.DataFrame({"path": relpaths + ["train/NORMAL/val.png"], "subset": ["test"] * 6 + ["val"],
+                                "prob": [*np.ravel(trained_detector(pixels)), 0.5]})
+    records = tmp_path / "records"
+    records.mkdir()
+    predictions.to_csv(records / "predictions.csv", index=False)
+    return root, relpaths, predictions, records
+
+
+def test_a_gradcam_record_gives_back_the_heatmaps_computed_from_the_model(trained_detector, recorded_run):
+    root, relpaths, predictions, records = recorded_run
+    record = explain.gradcam_record(trained_detector, predictions, root, batch_size=4)
+    assert record["path"].tolist() == relpaths and set(record["height"]) == {SIZE // 2}  # test rows only
+    explain.check_against_predictions(record, predictions, "model.keras", records)
+    explain.write_gradcam_record(record, records)
+    recorded = explain.maps_from_record(explain.read_gradcam_record(records), relpaths[::-1], root, SIZE)
+    live = explain.gradcam_maps({"m": trained_detector}, [str(root / path) for path in relpaths[::-1]])["m"]
+    assert recorded.heatmaps.shape == live.heatmaps.shape == (6, SIZE, SIZE)
+    assert np.abs(recorded.heatmaps - live.heatmaps).max() < 1e-3
+    assert recorded.probs == pytest.approx(live.probs, abs=1e-6) and np.array_equal(recorded.images, live.images)
+
+
+def test_a_record_of_another_run_or_a_damaged_record_is_refused_naming_the_file(trained_detector, recorded_run):
+    root, relpaths, predictions, records = recorded_run
+    record = explain.gradcam_record(trained_detector, predictions, root)
+    other_run = predictions.assign(prob=predictions["prob"] * 0.5)
+    with pytest.raises(explain.GradcamRecordError, match=r"other\.keras does not reproduce .*predictions\.csv .*pass "
+                                                         "the model file of the run"):
+        explain.check_against_predictions(record, other_run, "other.keras", records)
+    assert explain.read_gradcam_record(records) is None
+    explain.write_gradcam_record(record.assign(heatmap=record["heatmap"].str.rsplit(" ", n=1).str[0]), records)
+    with pytest.raises(explain.GradcamRecordError, match=r"gradcam\.csv, row 2 \(test/NORMAL/image0\.png\): 255 "
+                                                         r"heatmap values for a 16×16 map"):
+        explain.read_gradcam_record(records)
+    record.drop(columns="prob").to_csv(records / "gradcam.csv", index=False)
+    with pytest.raises(explain.GradcamRecordError, match=r"gradcam\.csv lacks columns \['prob'\]"):
+        explain.read_gradcam_record(records)
+    with pytest.raises(explain.GradcamRecordError, match=r"no row for \['test/NORMAL/elsewhere\.png'\]"):
+        explain.maps_from_record(record, ["test/NORMAL/elsewhere.png"], root, SIZE)
+
+
+def test_the_command_line_writes_the_record_or_says_what_is_missing(trained_detector, recorded_run, tmp_path, capsys):
+    from cxrlib.explain.__main__ import main
+
+    root, relpaths, _, records = recorded_run
+    model_file = tmp_path / "model.keras"
+    trained_detector.save(model_file)
+    assert main([str(records), str(model_file), "--data-dir", str(root)]) == 0
+    assert "Grad-CAM of 6 test images (16×16 maps)" in capsys.readouterr().out
+    assert explain.read_gradcam_record(records)["path"].tolist() == relpaths
+    assert main([str(records), str(tmp_path / "nope.keras"), "--data-dir", str(root)]) == 1
+    assert "nope.keras (the run's model file) does not exist" in capsys.readouterr().err
+
+
+def test_a_one_by_one_map_reads_back_as_a_map_not_a_number(tmp_path):
+    """At 32 px the backbones' last feature map is 1×1: its one value must not be parsed as a float column."""
+    record = pd.DataFrame({"path": ["test/NORMAL/a.png"], "prob": [0.25], "height": [1], "width": [1],
+                           "heatmap": ["1.0000"]})
+    explain.write_gradcam_record(record, tmp_path)
+    assert explain.read_gradcam_record(tmp_path)["heatmap"].tolist() == ["1.0000"]

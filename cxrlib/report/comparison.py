@@ -15,9 +15,9 @@ import pandas as pd
 from IPython.display import Markdown, display
 
 from cxrlib import compare, data, explain, models, plan, plots, runtime, study
-from cxrlib.contract import (ARCHS, COMPARISON_FILE, COMPARISON_MARKDOWN, HEADLINE_METRICS, MODEL_FILE, PROFILES_DIR,
-                             RECORDS_DIR, REPO_ROOT, ROC_FIGURE, SEED_PAIRS_FIGURE, SEEDS_FILE, STUDY_FILE,
-                             model_of, replicate_dir, repo_relative)
+from cxrlib.contract import (ARCHS, COMPARISON_FILE, COMPARISON_MARKDOWN, GRADCAM_FILE, HEADLINE_METRICS, MODEL_FILE,
+                             PROFILES_DIR, RECORDS_DIR, REPO_ROOT, ROC_FIGURE, SEED_PAIRS_FIGURE, SEEDS_FILE,
+                             STUDY_FILE, model_of, replicate_dir, repo_relative)
 from cxrlib.files import write_atomic
 from cxrlib.params import notebook_parameters, policy_kwargs
 from cxrlib.report import discussion
@@ -366,19 +366,30 @@ def disagreements_section(setup: ComparisonSetup) -> pd.DataFrame:
 
 
 def gradcam_section(setup: ComparisonSetup, disagree: pd.DataFrame) -> None:
-    """Grad-CAM of the focus seed's models side by side, disagreements first (needs their model files)."""
+    """Grad-CAM of the focus seed's models side by side, disagreements first: from their model files, else from
+    their Grad-CAM records (gradcam.csv, written while the model files existed)."""
     trained = [run for run in setup.focus_runs() if run.arch in ARCHS]
     files = {run.name: replicate_dir(setup.params["runs_dir"], run.arch, run.seed) / MODEL_FILE for run in trained}
-    missing = [repo_relative(path) for path in files.values() if not path.is_file()]
-    if missing:
-        display(Markdown(f"Grad-CAM needs the trained model files, which are not in git ({', '.join(missing)} "
-                         f"missing): train seed {setup.focus_seed} with notebooks 02 and 03 to see it."))
-        return
     n_examples, seed = setup.params["n_examples"], setup.params["sampling_seed"]
     cases = pd.concat([disagree[["path", "label"]].sample(min(len(disagree), n_examples), random_state=seed),
                        trained[0].test[["path", "label"]].sample(n_examples, random_state=seed)]).drop_duplicates("path")
-    maps = explain.gradcam_maps({model_title(r.name): models.load_model(files[r.name]) for r in trained},
-                                list(cases["path"]))
+    missing = [repo_relative(path) for path in files.values() if not path.is_file()]
+    records = {run.name: explain.read_gradcam_record(run.run_dir) for run in trained} if missing else {}
+    if not missing:
+        maps = explain.gradcam_maps({model_title(r.name): models.load_model(files[r.name]) for r in trained},
+                                    list(cases["path"]))
+    elif all(record is not None for record in records.values()):
+        relpaths = [Path(path).relative_to(setup.index.root).as_posix() for path in cases["path"]]
+        maps = {model_title(r.name): explain.maps_from_record(records[r.name], relpaths, setup.index.root,
+                                                              r.info["config"]["image_size"]) for r in trained}
+        display(Markdown(f"From the runs' Grad-CAM records (`{GRADCAM_FILE}` beside each run's predictions, written "
+                         "from its model file, which is not in git); the same heatmaps as computed from the models."))
+    else:
+        display(Markdown(f"Grad-CAM needs the trained model files, which are not in git ({', '.join(missing)} "
+                         f"missing), or the runs' `{GRADCAM_FILE}` records (written while the model files exist: "
+                         f"`python -m cxrlib.explain RECORDS_DIR MODEL_FILE`): train seed {setup.focus_seed} with "
+                         "notebooks 02 and 03 to see it."))
+        return
     display(plots.plot_gradcam(maps, list(cases["label"]), {model_title(r.name): r.threshold for r in trained}))
 
 

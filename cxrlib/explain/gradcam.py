@@ -104,8 +104,8 @@ class GradCam:
             raise ValueError(f"model {self.model.name!r}: re-applying its layers around {self.layer_path} does not "
                              "reproduce its output; Grad-CAM needs a chain of top-level layers (as build_model makes)")
 
-    def __call__(self, images, for_class: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """Heatmaps in [0, 1] at the input size ([N, H, W]) and PNEUMONIA probabilities ([N])."""
+    def coarse(self, images, for_class: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Heatmaps in [0, 1] at the feature map's size ([N, h, w]) and PNEUMONIA probabilities ([N])."""
         images = np.asarray(images, dtype="float32")
         with tf.GradientTape() as tape:
             features = self.features(images)
@@ -114,11 +114,21 @@ class GradCam:
             score = logit if for_class == 1 else -logit
         grads = tape.gradient(score, features)
         channel_weights = tf.reduce_mean(grads, axis=(1, 2), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(channel_weights * features, axis=-1))[..., None]
-        peak = tf.reduce_max(cam, axis=(1, 2, 3), keepdims=True)
-        cam = tf.math.divide_no_nan(cam, peak)
-        heatmaps = tf.image.resize(cam, images.shape[1:3], method="bilinear")[..., 0]
-        return np.clip(heatmaps.numpy(), 0, 1), tf.sigmoid(logit).numpy()
+        cam = tf.nn.relu(tf.reduce_sum(channel_weights * features, axis=-1))
+        peak = tf.reduce_max(cam, axis=(1, 2), keepdims=True)
+        return tf.math.divide_no_nan(cam, peak).numpy(), tf.sigmoid(logit).numpy()
+
+    def __call__(self, images, for_class: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Heatmaps in [0, 1] at the input size ([N, H, W]) and PNEUMONIA probabilities ([N])."""
+        images = np.asarray(images, dtype="float32")
+        cams, probs = self.coarse(images, for_class)
+        return upsample(cams, images.shape[1:3]), probs
+
+
+def upsample(cams: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Coarse heatmaps [N, h, w] resized (bilinear) to the input's ``size`` (H, W) and kept in [0, 1]."""
+    resized = tf.image.resize(np.asarray(cams, dtype="float32")[..., None], tuple(size), method="bilinear")
+    return np.clip(resized.numpy()[..., 0], 0, 1)
 
 
 @dataclass(frozen=True)
