@@ -1,6 +1,6 @@
 """ResNet-50 / DenseNet-121 classifiers that take raw 0..255 pixels and output P(PNEUMONIA).
 
-Layout of every model (head_of below, features.py and ood/layers.py find layers by these names; explain.py
+Layout of every model (head_of below, features.py and ood/layers.py find layers by these names; explain/gradcam.py
 re-applies the top-level layers as a chain): `image` -> the backbone's own preprocess_input as plain Keras ops,
 ending in `preprocess` (Identity) -> backbone (`resnet50` / `densenet121`, a nested keras.applications model,
 include_top=False) -> `pool` (GlobalAveragePooling2D) -> `head_dense` -> `head_dropout` -> `prediction` (float32
