@@ -197,9 +197,9 @@ def test_04_shows_grad_cam_from_the_runs_records_once_the_model_files_are_gone(s
     shutil.copytree(smoke_result.reports / "runs", tmp_path / "runs")
     focus = min(yaml.safe_load((REPO_ROOT / "profiles" / "smoke.yaml").read_text())["seeds"])
     for arch in ("resnet50", "densenet121"):
-        assert main([str(replicate_dir(tmp_path / "runs", arch, focus)), str(replicate_dir(smoke_result.runs, arch, focus)
-                                                                             / "model.keras"),
-                     "--data-dir", str(data_dir)]) == 0
+        records, model_file = (replicate_dir(tmp_path / "runs", arch, focus),
+                               replicate_dir(smoke_result.runs, arch, focus) / "model.keras")
+        assert main([str(records), str(model_file), "--data-dir", str(data_dir)]) == 0
     shown, drawn = [], []
     monkeypatch.setattr(comparison, "display", shown.append)
     monkeypatch.setattr(comparison.plots, "plot_gradcam", lambda maps, *args: drawn.append(maps))
