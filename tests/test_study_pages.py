@@ -90,8 +90,9 @@ def test_a_plan_shows_its_earlier_study_beside_it_not_pooled(real_data_dir, tmp_
     studies.mkdir()
     exploratory = (REPO_ROOT / "studies" / "exploratory-cpu.yaml").read_text()
     (studies / "exploratory-cpu.yaml").write_text(exploratory)
+    half_width = "  - {model: densenet121, metric: roc_auc, statistic: half_width, bound: at_most, value: 0.004}\n"
     (studies / "again.yaml").write_text(exploratory.replace("kind: exploratory", "kind: confirmatory")
-                                        + "beside: exploratory-cpu\n")
+                                        + half_width + "beside: exploratory-cpu\n")
     monkeypatch.setattr(plan, "STUDIES_DIR", studies)
     report_dir = tmp_path / "reports" / "cpu"
     shutil.copytree(REPO_ROOT / "reports" / "cpu" / "runs", report_dir / "runs")
@@ -100,7 +101,10 @@ def test_a_plan_shows_its_earlier_study_beside_it_not_pooled(real_data_dir, tmp_
                  "target_sensitivity": 0.95, "focus_seed": None, "study": "again", "n_boot": 50, "n_examples": 1,
                  "sampling_seed": 42}
     comparison.study_section(comparison.setup(namespace))
-    beside = json.loads((report_dir / STUDY_FILE).read_text())["beside"]
+    record = json.loads((report_dir / STUDY_FILE).read_text())
+    expected = {row[0]: row[1:] for row in record["expectations"]["rows"]}  # the exploratory interval: ±0.0067
+    assert expected["DenseNet-121 − ResNet-50: half-width of the 95% interval of ROC-AUC ≤ 0.004"] == ["0.0067", "no"]
+    beside = record["beside"]
     assert beside["plan"] == "studies/exploratory-cpu.yaml"
     headers, rows = beside["table"]["headers"], beside["table"]["rows"]
     assert headers[2:] == ["Confirmatory", "Exploratory", "Difference (95% Welch interval)"]
