@@ -408,7 +408,8 @@ def test_index_shows_readable_tables_the_roc_figure_and_resolvable_links(tmp_pat
                   "is_primary": [True, False], "threshold": [0.5, 0.31], "roc_auc": [0.9612, 0.9612],
                   "n_test": [1624, 1624]}).to_csv(tmp_path / "seeds.csv", index=False)
     page = index.write_index(tmp_path, fabricated_record(), "From scratch on a CPU.").read_text()
-    assert "0.910 ± 0.010 (0.900–0.920)" in page and "<th scope=\"col\">ROC-AUC</th>" in page
+    assert "0.910\u00a0±\u00a00.010 (0.900–0.920)" in page  # breaks only before the interval
+    assert '<th scope="col" class="word">ROC-AUC</th>' in page
     assert "ResNet-50" in page and "ensemble (mean)" in page and "0.930<" in page
     assert 'src="roc_curves.png"' in page and 'alt="ROC curves' in page
     assert "fixed 0.5" in page and "0.961" in page and "1,624" in page and "0.310" not in page
@@ -472,7 +473,7 @@ def test_the_comparison_page_shows_comparison_csv_with_a_header_bar(tmp_path):
     assert page.startswith("<!DOCTYPE html>") and "<title>Comparison</title>" in page
     assert 'href="index.html"' in page and 'href="comparison.csv"' in page and 'href="comparison.md"' in page
     assert "Sensitivity SD" in page and "–" in page and "NaN" not in page
-    assert '<th scope="col">ResNet-50</th>' in page  # 22 columns, 3 rows: shown on its side
+    assert '<th scope="col" class="word">ResNet-50</th>' in page  # 22 columns, 3 rows: shown on its side
 
 
 # --- rendering: paths, alt texts, figure size, header bar ------------------------------------------------------

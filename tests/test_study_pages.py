@@ -1,6 +1,7 @@
 """The exploratory study's decision, as notebook 04's code computes it from the committed records and the index
 shows it (real data: the records' test images are matched to the data set)."""
 import json
+import re
 import shutil
 
 import pytest
@@ -55,23 +56,30 @@ def test_the_index_leads_with_the_decision_and_links_the_plan(study_report):
 
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary found (apt-get install chromium)")
-def test_the_index_tables_keep_one_word_cells_whole_in_a_narrow_window(study_report):
-    """'ROC-AUC' broke as 'ROC-' / 'AUC' in a narrow metric column: a one-word cell never breaks (longer cells
-    wrap between words, so the tables fit a laptop's width)."""
+def test_the_index_tables_fit_a_laptop_and_keep_words_and_values_whole(study_report):
+    """At 1,000 px no table scrolls sideways (headers wrap between words); in a 700 px window no one-word cell
+    ("ROC-AUC" broke as "ROC-" / "AUC") and no value ("0.962 ± 0.004") is broken over lines."""
     from playwright.sync_api import sync_playwright
 
     page_file = index.write_index(study_report, fabricated_record(), "unused when a study is present")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 700, "height": 900})
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
         page.goto(page_file.as_uri())
+        scrolling = page.evaluate("""() => [...document.querySelectorAll('.table-wrap')]
+            .filter(wrap => wrap.scrollWidth > wrap.clientWidth).map(wrap => wrap.textContent.slice(0, 80))""")
+        page.set_viewport_size({"width": 700, "height": 900})
         lines = page.evaluate("""() => [...document.querySelectorAll('.table-wrap td')].map(cell => {
             const range = document.createRange(); range.selectNodeContents(cell);
-            return [cell.textContent, new Set([...range.getClientRects()].map(rect => Math.round(rect.top))).size];
+            return [cell.textContent, [...new Set([...range.getClientRects()].map(rect => Math.round(rect.top)))]
+                .length];
         })""")
         browser.close()
-    assert any(text == "ROC-AUC" for text, _ in lines)
+    assert scrolling == []
+    values = [(text, count) for text, count in lines if re.match(r"-?\d", text)]
+    assert any(text == "ROC-AUC" for text, _ in lines) and any("±" in text for text, _ in values)
     assert [text for text, count in lines if count > 1 and " " not in text] == []
+    assert [text for text, count in values if count > 1 + text.count(" (")] == []  # breaks only before "("
 
 
 def test_without_a_plan_no_earlier_decision_survives(study_report, real_data_dir):
@@ -115,5 +123,5 @@ def test_a_plan_shows_its_earlier_study_beside_it_not_pooled(real_data_dir, tmp_
     assert by_model[("ResNet-50", "ROC-AUC")][2] == by_model[("ResNet-50", "ROC-AUC")][3] == "0.9616 ± 0.0043 (5)"
     assert all(row[4].startswith("0.0000 (-0.") for row in rows)  # the same records: no difference, a symmetric interval
     page = index.write_index(report_dir, fabricated_record(), "unused").read_text()
-    assert "Beside the earlier study, not pooled" in page and "0.9616 ± 0.0043 (5)" in page
+    assert "Beside the earlier study, not pooled" in page and "0.9616\u00a0±\u00a00.0043 (5)" in page
     assert "This study is <em>confirmatory</em>" in page and "<em>exploratory</em>" not in page

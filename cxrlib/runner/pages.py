@@ -21,6 +21,19 @@ WIDE_TABLE_COLUMNS = 8  # more columns than this (and fewer rows than columns): 
 
 environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,
                                  trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+NO_BREAK_SPACE = "\u00a0"
+
+
+def keep_values_whole(cell) -> str:
+    """A table cell's text with no-break spaces inside each value ("0.935 ± 0.023", "-0.01 to 0.02"), so a
+    narrow column breaks it only between a value and its interval."""
+    text = str(cell)
+    for joiner in ("±", "to"):
+        text = text.replace(f" {joiner} ", f"{NO_BREAK_SPACE}{joiner}{NO_BREAK_SPACE}")
+    return text
+
+
+environment.filters["keep_values_whole"] = keep_values_whole
 
 
 def shown_path(path: str | os.PathLike, outside: str | None = None) -> str:
