@@ -1,6 +1,8 @@
 """Shared fixtures: the real data set (skipped with a reason when absent), small generated image trees, and
-the smoke profile run once per session (tests/test_notebooks.py and tests/test_reports.py read it)."""
+the smoke profile run once per session (tests/test_notebooks.py and tests/test_reports.py read it); and
+``--cpu-durations N``, the tests that cost the most CPU seconds."""
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -17,6 +19,37 @@ from cxrlib.contract import CLASS_NAMES, ONEDNN_ENV, REPO_ROOT, configured_data_
 # kernels and the command lines start it, whether or not scripts/ensure_env.sh set the environment.
 for name, value in ONEDNN_ENV.items():
     os.environ.setdefault(name, value)
+
+CPU_SECONDS = pytest.StashKey[dict]()  # test id -> CPU seconds, for --cpu-durations
+
+
+def pytest_addoption(parser):
+    parser.addoption("--cpu-durations", type=int, metavar="N", default=None,
+                     help="show the N tests that used the most CPU seconds (setup, call and teardown; this process "
+                          "and its finished subprocesses): unlike --durations, not inflated by other work beside them")
+
+
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and of its children that have finished."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    started = cpu_seconds()
+    yield
+    item.config.stash.setdefault(CPU_SECONDS, {})[item.nodeid] = cpu_seconds() - started
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    count = config.getoption("--cpu-durations")
+    if count is None:
+        return
+    spent = config.stash.get(CPU_SECONDS, {})
+    terminalreporter.section(f"most CPU seconds ({sum(spent.values()):.0f} s in all)")
+    for nodeid, seconds in sorted(spent.items(), key=lambda item: -item[1])[:count]:
+        terminalreporter.write_line(f"{seconds:8.1f}s  {nodeid}")
 
 
 @pytest.fixture(scope="session")
