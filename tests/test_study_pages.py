@@ -71,8 +71,7 @@ def test_the_index_tables_fit_a_laptop_and_keep_words_and_values_whole(study_rep
         page.set_viewport_size({"width": 700, "height": 900})
         lines = page.evaluate("""() => [...document.querySelectorAll('.table-wrap td')].map(cell => {
             const range = document.createRange(); range.selectNodeContents(cell);
-            return [cell.textContent, [...new Set([...range.getClientRects()].map(rect => Math.round(rect.top)))]
-                .length];
+            return [cell.textContent, new Set([...range.getClientRects()].map(rect => Math.round(rect.top))).size];
         })""")
         browser.close()
     assert scrolling == []

@@ -18,6 +18,11 @@ from cxrlib.data.index import relpath_from_path
 
 RECORDS = REPO_ROOT / "reports" / "cpu" / "runs"
 DIGESTS = json.loads((Path(__file__).parent / "data" / "exploratory_study_predictions.json").read_text())
+CONFIRMATORY = plan.load_plan("confirmatory-cpu")
+CONFIRMATORY_RECORDS = REPO_ROOT / CONFIRMATORY.records
+# Every committed predictions.csv of both studies (the confirmatory one has as many as have finished).
+PREDICTIONS = [*(RECORDS / record for record in sorted(DIGESTS)),
+               *sorted(CONFIRMATORY_RECORDS.glob("*/seed-*/predictions.csv"))]
 
 
 def canonical_digest(path: Path) -> str:
@@ -37,25 +42,22 @@ def test_predictions_are_unchanged(record):
     assert canonical_digest(RECORDS / record) == DIGESTS[record]
 
 
-@pytest.mark.parametrize("record", sorted(DIGESTS))
-def test_records_name_images_relative_to_the_data_root(record):
-    frame = pd.read_csv(RECORDS / record)
+@pytest.mark.parametrize("predictions", PREDICTIONS, ids=lambda path: path.relative_to(REPO_ROOT).as_posix())
+def test_records_name_images_relative_to_the_data_root(predictions):
+    frame = pd.read_csv(predictions)
     assert list(frame.columns) == list(PREDICTION_COLUMNS)
     assert (frame["path"] == frame["path"].map(relpath_from_path)).all(), "absolute or machine-specific paths"
-
-
-def test_runner_records_hold_no_machine_paths():
-    for path in [*RECORDS.glob("runner-seed-*.json"), REPO_ROOT / "reports" / "seed43" / "cpu" / "runner.json"]:
-        assert not json.loads(path.read_text())["profile_file"].startswith("/"), path
-
-
-CONFIRMATORY = plan.load_plan("confirmatory-cpu")
-CONFIRMATORY_RECORDS = REPO_ROOT / CONFIRMATORY.records
 
 
 def confirmatory_runners() -> list[Path]:
     """The confirmatory study's committed replicates (their runner records), as many as have finished."""
     return sorted(CONFIRMATORY_RECORDS.glob("runner-seed-*.json"))
+
+
+def test_runner_records_hold_no_machine_paths():
+    for path in [*RECORDS.glob("runner-seed-*.json"), *confirmatory_runners(),
+                 REPO_ROOT / "reports" / "seed43" / "cpu" / "runner.json"]:
+        assert not json.loads(path.read_text())["profile_file"].startswith("/"), path
 
 
 def test_confirmatory_replicates_ran_the_plans_code_in_float32_with_planned_seeds():
@@ -72,10 +74,3 @@ def test_confirmatory_replicates_ran_the_plans_code_in_float32_with_planned_seed
             assert (run["seed"], run["precision"], run["config"]["split_seed"]) == (seed, "float32", seed), runner
             assert run["device"]["cpu_kind"], f"{runner}: the replicate's CPU is not recorded"
 
-
-def test_confirmatory_records_name_images_relative_to_the_data_root_and_hold_no_machine_paths():
-    for predictions in CONFIRMATORY_RECORDS.glob("*/seed-*/predictions.csv"):
-        frame = pd.read_csv(predictions)
-        assert (frame["path"] == frame["path"].map(relpath_from_path)).all(), predictions
-    for runner in confirmatory_runners():
-        assert not json.loads(runner.read_text())["profile_file"].startswith("/"), runner
