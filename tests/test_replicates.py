@@ -29,26 +29,35 @@ def tree(tmp_path_factory):
     return write_tree(tmp_path_factory.mktemp("data") / "chest_xray", per_class={"train": 12, "val": 2, "test": 4})
 
 
-def test_each_seed_trains_once_and_its_records_are_copied_next_to_the_report(tree, tmp_path):
-    setup = training.setup(namespace(tmp_path, tree), "resnet50")
-    runs = training.train_replicates(setup)
+@pytest.fixture(scope="module")
+def trained(tree, tmp_path_factory):
+    """Seeds 1 and 2 trained once into a fresh folder: (folder, runs)."""
+    root = tmp_path_factory.mktemp("replicates")
+    return root, training.train_replicates(training.setup(namespace(root, tree), "resnet50"))
+
+
+def test_each_seed_trains_once_and_its_records_are_copied_next_to_the_report(tree, trained):
+    root, runs = trained
     assert [run.seed for run in runs] == [1, 2]
     for seed in (1, 2):
-        record = json.loads((replicate_dir(tmp_path / "runs", "resnet50", seed) / "run.json").read_text())
+        record = json.loads((replicate_dir(root / "runs", "resnet50", seed) / "run.json").read_text())
         assert record["seed"] == seed and record["config"]["split_seed"] == seed
-        copied = replicate_dir(tmp_path / "report" / "runs", "resnet50", seed)
+        copied = replicate_dir(root / "report" / "runs", "resnet50", seed)
         assert sorted(path.name for path in copied.iterdir()) == sorted(RECORD_FILES)
-    first = {path: path.stat().st_mtime_ns for path in (tmp_path / "runs").rglob("run.json")}
-    again = training.train_replicates(training.setup(namespace(tmp_path, tree), "resnet50"))
-    assert {path: path.stat().st_mtime_ns for path in (tmp_path / "runs").rglob("run.json")} == first
+    first = {path: path.stat().st_mtime_ns for path in (root / "runs").rglob("run.json")}
+    again = training.train_replicates(training.setup(namespace(root, tree), "resnet50"))
+    assert {path: path.stat().st_mtime_ns for path in (root / "runs").rglob("run.json")} == first
     assert [run.info["starts"] for run in again] == [run.info["starts"] for run in runs]  # reused, not retrained
 
 
-def test_a_replicate_with_other_settings_is_refused_not_overwritten(tree, tmp_path):
-    training.train_replicates(training.setup(namespace(tmp_path, tree, seeds=[1]), "resnet50"))
-    changed = training.setup(namespace(tmp_path, tree, seeds=[1], split_seed=5), "resnet50")
+def test_a_replicate_with_other_settings_is_refused_not_overwritten(tree, trained):
+    root, _ = trained
+    record = replicate_dir(root / "runs", "resnet50", 1) / "run.json"
+    before = record.read_bytes()
+    changed = training.setup(namespace(root, tree, seeds=[1], split_seed=5), "resnet50")
     with pytest.raises(ValueError, match="other settings"):
         training.train_replicates(changed)
+    assert record.read_bytes() == before
 
 
 def test_the_training_seed_alone_sets_the_initial_weights(tree):
