@@ -140,6 +140,16 @@ def test_discussion_is_computed_from_the_results(runs, tables):
     assert "nan" not in text.lower()
 
 
+def test_discussion_names_each_models_resolution_when_the_recipes_differ(runs, tables):
+    assert "trained from scratch at 96×96 pixels, tested" in discussion.discussion(runs, tables, "fixed", "resnet50")
+    for run in runs:
+        if run.arch == "densenet121":
+            run.info["config"] = {**run.info["config"], "image_size": 128}
+    text = discussion.discussion(runs, tables, "fixed", "resnet50")
+    assert ("trained ResNet-50 from scratch at 96×96 pixels, DenseNet-121 from scratch at 128×128 pixels, tested"
+            in text)
+
+
 def test_one_seed_discussion_says_there_is_no_interval_across_seeds():
     one = [fake_run("resnet50", 1, 0), fake_run("densenet121", 1, 2)]
     tables = study.seed_study(one, primary="fixed", reference="resnet50")

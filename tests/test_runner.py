@@ -361,6 +361,8 @@ def test_display_table_is_readable():
     assert table.rows[1] == ["ensemble (mean)", "0.910", "–", "–", "0.020"]
     whole = display_table(pd.DataFrame({"sensitivity": [0.0, 1.0], "seed": [1, 2], "latency_ms": [42.3, 9.0]}))
     assert whole.rows == [["0.000", "1", "42.30"], ["1.000", "2", "9.00"]]  # a column reads alike
+    seeds = display_table(pd.DataFrame({"seed": [2001, 10000], "split seed": [None, 2002], "n_test": [1234, 618]}))
+    assert seeds.rows == [["2001", "–", "1,234"], ["10000", "2002", "618"]]  # a seed is a name, a count a quantity
     assert column_label("some_new_column") == "Some new column"
 
 

@@ -136,12 +136,11 @@ def discussion(runs: Sequence[compare.Run], tables: dict[str, pd.DataFrame], pol
     """The discussion in Markdown: setup, headline per model, paired differences, ensemble, limits."""
     models = list(dict.fromkeys(model_of(run.arch, run.name) for run in runs))
     trained = [run for run in runs if run.arch != ENSEMBLE]
-    config = trained[0].info["config"]
+    from_scratch = not any(run.info["config"]["weights"] for run in trained)
     seeds = sorted({run.seed for run in trained})
     n_test, n_pos = len(trained[0].test), int(trained[0].test["target"].sum())
     lines = [f"**Setup.** {len(models)} models ({', '.join(model_title(m) for m in models)}) over {len(seeds)} "
-             f"seed{'s' if len(seeds) != 1 else ''}, trained {'from ImageNet weights' if config['weights'] else 'from scratch'} "
-             f"at {config['image_size']}×{config['image_size']} pixels, tested on the same {n_test} test images "
+             f"seed{'s' if len(seeds) != 1 else ''}, trained {_how_trained(trained)}, tested on the same {n_test} test images "
              f"({n_pos} PNEUMONIA; always answering PNEUMONIA scores {n_pos / n_test:.1%}). Thresholds follow the "
              f"pre-registered policy ({POLICY_NAMES[policy]}"
              + ("; fixed in advance, not estimated from any data)." if policy == "fixed" else
@@ -156,13 +155,25 @@ def discussion(runs: Sequence[compare.Run], tables: dict[str, pd.DataFrame], pol
     lines += [f"- {_difference_words(row)}." for _, row in differences.iterrows()] or [f"- {DASH}"]
     lines += ["", "**Limits.** One test folder from one hospital; the data copy's stored image sizes are tied to the "
               "label (see the within-group view above and notebook 1). "
-              + ("" if config["weights"] else "These models were trained from scratch at reduced resolution, not with "
+              + ("" if not from_scratch else "These models were trained from scratch at reduced resolution, not with "
                  "the published protocol (ImageNet weights, 224 px; profile full). ")
               + (f"With {len(seeds)} seeds neither the Wilcoxon nor the sign test can fall below "
                  f"{number(2 * 0.5 ** len(seeds), 4)}, so the t-interval carries the decision (pre-registered rule)."
                  if len(seeds) > 1 else "With one seed nothing here measures how results move with retraining: "
                  "train more seeds (`seeds`) for that.")]
     return "\n".join(lines)
+
+
+def _how_trained(trained: Sequence[compare.Run]) -> str:
+    """``from scratch at 96×96 pixels``, or that per model when their recipes differ (a study may give each
+    architecture its own)."""
+    def words(config: dict) -> str:
+        start = "from ImageNet weights" if config["weights"] else "from scratch"
+        return f"{start} at {config['image_size']}×{config['image_size']} pixels"
+    per_model = {model_title(model_of(run.arch, run.name)): words(run.info["config"]) for run in trained}
+    if len(set(per_model.values())) == 1:
+        return next(iter(per_model.values()))
+    return ", ".join(f"{model} {how}" for model, how in per_model.items())
 
 
 def signed(value, digits: int = 4) -> str:

@@ -13,6 +13,7 @@ from cxrlib.backbones import title_of
 from cxrlib.contract import ENSEMBLE, HEADLINE_METRICS
 
 DASH = "–"
+IDENTIFIER_COLUMNS = ("seed", "split_seed", "split seed")  # numbers that name a replicate, shown without thousands separators
 # Column and metric names as a reader sees them.
 NAMES = {
     "model": "model", "seed": "seed", "policy": "policy", "threshold": "threshold",
@@ -157,6 +158,8 @@ def display_table(frame: pd.DataFrame, columns: list[str] | None = None, digits:
                 row.append(model_title(value))
             elif column in percent_columns:
                 row.append(percent(value))
+            elif column in IDENTIFIER_COLUMNS and not is_missing(value):
+                row.append(str(int(value)))
             elif f"{column}_ci_low" in record:
                 row.append(with_interval(value, low, high, 3 if digits is None else digits))
             else:
