@@ -1,5 +1,6 @@
 """python -m cxrlib.compare.rerun: a rerun judged against committed run records, on small generated run folders."""
 import json
+import shutil
 import subprocess
 
 import pandas as pd
@@ -146,6 +147,22 @@ def test_the_default_committed_records_come_from_git_head_not_the_working_tree(t
     assert pd.read_csv(extracted / "resnet50/seed-1/predictions.csv").equals(committed)
     with pytest.raises(rerun.RerunInputError, match="cannot read reports/cpu/runs as committed at git HEAD"):
         rerun.committed_records(tmp_path / "elsewhere", tmp_path)
+
+
+def test_a_profiles_runs_are_judged_against_that_profiles_committed_records(capsys, tmp_path):
+    assert rerun.profile_records(tmp_path / "runs" / "cpu-confirmatory") == "reports/cpu-confirmatory/runs"
+    confirmatory = REPO_ROOT / "reports" / "cpu-confirmatory" / "runs"
+    rerun_dir = tmp_path / "cpu-confirmatory"
+    for name in ("resnet50/seed-2001", "densenet121/seed-2001"):
+        shutil.copytree(confirmatory / name, rerun_dir / name)
+    status, out, _ = run_command(capsys, rerun_dir)
+    assert status == rerun.REPRODUCED
+    assert "against reports/cpu-confirmatory/runs as committed at git HEAD" in out.splitlines()[0]
+    assert out.splitlines()[-1].startswith("reproduced within 1e-06: 2 runs match the committed records")
+    status, _, err = run_command(capsys, write_runs(tmp_path / "no-such-profile"))
+    assert status == rerun.BAD_INPUT and "cannot read reports/no-such-profile/runs as committed at git HEAD" in err
+    status, _, err = run_command(capsys, tmp_path / "no-such-profile-either")
+    assert status == rerun.BAD_INPUT and f"the rerun folder {tmp_path / 'no-such-profile-either'} does not exist" in err
 
 
 @pytest.mark.skipif(not COMMITTED_STUDY.is_dir(), reason=f"the study's records are not in {COMMITTED_STUDY}")

@@ -5,8 +5,9 @@ reports the number of images, the largest change of a probability, the images wh
 its recorded threshold), the change of the threshold, and ROC-AUC and accuracy on the test images of both sides.
 Runs in only one folder are listed and do not change the verdict (./run_all.sh --profile cpu reruns seed 1 only).
 
-COMMITTED_RUNS_DIR defaults to reports/cpu/runs as committed at git HEAD, read from git and not from the working
-tree, because a rerun overwrites reports/cpu/runs/*/seed-1/ there. RERUN_RUNS_DIR is usually runs/cpu.
+RERUN_RUNS_DIR is usually runs/<profile> (runs/cpu, runs/cpu-confirmatory). COMMITTED_RUNS_DIR defaults to that
+profile's reports/<profile>/runs as committed at git HEAD, read from git and not from the working tree, because a
+rerun overwrites reports/<profile>/runs/*/seed-<k>/ there.
 
 Tolerance: training the cpu profile is deterministic on one kind of CPU, so a rerun on the same kind gives
 bit-identical probabilities (largest change 0). On another kind of CPU (AVX2 instead of AVX-512, say) float32 sums
@@ -100,6 +101,11 @@ def committed_records(destination: Path, repo: Path = REPO_ROOT, records: str = 
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(destination)  # our own git HEAD; no filter= (absent before Python 3.11.4)
     return destination / records
+
+
+def profile_records(rerun_dir: Path) -> str:
+    """The committed records a profile's runs folder is judged against: runs/<profile> -> reports/<profile>/runs."""
+    return f"reports/{rerun_dir.resolve().name}/{RECORDS_DIR}"
 
 
 def _unparsable_csv(run_dir: Path) -> Path:
@@ -238,21 +244,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("rerun_dir", type=Path, metavar="RERUN_RUNS_DIR",
                         help="the rerun's runs folder holding <arch>/seed-<k>/ (e.g. runs/cpu)")
     parser.add_argument("committed_dir", type=Path, nargs="?", metavar="COMMITTED_RUNS_DIR",
-                        help=f"the records to compare with (default: {COMMITTED_RECORDS} as committed at git HEAD)")
+                        help="the records to compare with (default: reports/<profile>/runs as committed at git HEAD, "
+                             "<profile> being RERUN_RUNS_DIR's name)")
     parser.add_argument("--tolerance", type=_tolerance, default=DEFAULT_TOLERANCE,
                         help=f"largest accepted change of a probability or threshold (default {DEFAULT_TOLERANCE:g}; "
                              "0 asks for bit-identical results)")
     args = parser.parse_args(argv)
+    records = profile_records(args.rerun_dir)
     try:
+        rerun = load_records(args.rerun_dir, "rerun")  # first: a mistyped folder is named as such
         with tempfile.TemporaryDirectory() as scratch:
-            committed_dir = args.committed_dir or committed_records(Path(scratch))
+            committed_dir = args.committed_dir or committed_records(Path(scratch), records=records)
             committed = load_records(committed_dir, "committed")
-        rerun = load_records(args.rerun_dir, "rerun")
         text, status = report(committed, rerun, args.tolerance)
     except RerunInputError as error:
         print(f"cxrlib.compare.rerun: error: {error}", file=sys.stderr)
         return BAD_INPUT
-    source = args.committed_dir or f"{COMMITTED_RECORDS} as committed at git HEAD"
+    source = args.committed_dir or f"{records} as committed at git HEAD"
     print(f"rerun {args.rerun_dir} against {source} (tolerance {args.tolerance:g})\n{text}")
     return status
 
