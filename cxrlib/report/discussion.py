@@ -140,7 +140,8 @@ def discussion(runs: Sequence[compare.Run], tables: dict[str, pd.DataFrame], pol
     seeds = sorted({run.seed for run in trained})
     n_test, n_pos = len(trained[0].test), int(trained[0].test["target"].sum())
     lines = [f"**Setup.** {len(models)} models ({', '.join(model_title(m) for m in models)}) over {len(seeds)} "
-             f"seed{'s' if len(seeds) != 1 else ''}, trained {_how_trained(trained)}, tested on the same {n_test} test images "
+             f"seed{'s' if len(seeds) != 1 else ''}, trained {_how_trained(trained)}, tested on the same {n_test} "
+             f"test images "
              f"({n_pos} PNEUMONIA; always answering PNEUMONIA scores {n_pos / n_test:.1%}). Thresholds follow the "
              f"pre-registered policy ({POLICY_NAMES[policy]}"
              + ("; fixed in advance, not estimated from any data)." if policy == "fixed" else
@@ -155,8 +156,8 @@ def discussion(runs: Sequence[compare.Run], tables: dict[str, pd.DataFrame], pol
     lines += [f"- {_difference_words(row)}." for _, row in differences.iterrows()] or [f"- {DASH}"]
     lines += ["", "**Limits.** One test folder from one hospital; the data copy's stored image sizes are tied to the "
               "label (see the within-group view above and notebook 1). "
-              + ("" if not from_scratch else "These models were trained from scratch at reduced resolution, not with "
-                 "the published protocol (ImageNet weights, 224 px; profile full). ")
+              + ("These models were trained from scratch at reduced resolution, not with the published protocol "
+                 "(ImageNet weights, 224 px; profile full). " if from_scratch else "")
               + (f"With {len(seeds)} seeds neither the Wilcoxon nor the sign test can fall below "
                  f"{number(2 * 0.5 ** len(seeds), 4)}, so the t-interval carries the decision (pre-registered rule)."
                  if len(seeds) > 1 else "With one seed nothing here measures how results move with retraining: "
