@@ -13,7 +13,7 @@ from cxrlib.backbones import title_of
 from cxrlib.contract import ENSEMBLE, HEADLINE_METRICS
 
 DASH = "–"
-IDENTIFIER_COLUMNS = ("seed", "split_seed", "split seed")  # numbers that name a replicate: no separators
+IDENTIFIER_COLUMNS = ("seed", "split seed")  # numbers that name a replicate: shown without separators
 # Column and metric names as a reader sees them.
 NAMES = {
     "model": "model", "seed": "seed", "policy": "policy", "threshold": "threshold",
