@@ -19,7 +19,7 @@ import yaml
 from cxrlib.contract import (ARCHS, ENSEMBLE, HEADLINE_METRICS, RECORDS_DIR, REPO_ROOT, STUDIES_DIR,
                              THRESHOLD_POLICIES, repo_relative)
 
-KINDS = ("exploratory", "confirmatory")
+KINDS = ("exploratory", "confirmatory")  # a two-model study (StudyPlan); a factorial study is FactorialPlan
 STATISTICS = ("mean", "sd", "min", "max")
 DIFFERENCE_STATISTICS = ("half_width",)  # of the plan's interval for the paired difference compared − reference
 BOUNDS = {"at_least": ">=", "at_most": "<="}
@@ -91,22 +91,8 @@ def _expectation(entry, where: str) -> Expectation:
 
 def load_plan(name: str) -> StudyPlan:
     """The plan ``studies/<name>.yaml``, checked; PlanError naming the file, the key and the fix."""
-    path = plan_path(name)
-    if not path.is_file():
-        known = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
-        raise PlanError(f"no study plan {repo_relative(path)}; set `study` to one of {known} or null")
-    where = repo_relative(path)
-    try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise PlanError(f"{where} is not valid YAML ({error}); fix the file") from None
-    if not isinstance(values, dict):
-        raise PlanError(f"{where} does not hold a mapping of {', '.join(KEYS)}")
-    unknown, missing = set(values) - set(KEYS) - set(OPTIONAL_KEYS), [key for key in KEYS if key not in values]
-    if unknown or missing:
-        hints = [f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
-            key, KEYS + OPTIONAL_KEYS, n=1)) else "") for key in sorted(unknown)] + [f"missing key {key!r}" for key in missing]
-        raise PlanError(f"{where}: {'; '.join(hints)}")
+    values, where = _read_plan_file(name)
+    _check_keys(values, KEYS, OPTIONAL_KEYS, where)
     seeds = values["seeds"]
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
             and len(set(seeds)) == len(seeds)):
@@ -147,6 +133,146 @@ def load_plan(name: str) -> StudyPlan:
                      expectations, beside)
 
 
+FACTORIAL_KEYS = ("title", "kind", "document", "profile", "records", "seeds", "primary_policy", "recipes", "cells",
+                  "contrasts", "primary_metric", "decision_metrics", "level", "adjustment", "focus_seed", "expectations")
+CONTRAST_ROLES = ("primary", "secondary", "decided")  # decided: already decided by the study that holds its cells
+ADJUSTMENTS = ("bonferroni",)
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """A per-replicate linear combination of cells (``{"densenet121/T": 1, "resnet50/T": -1}``) and its role."""
+
+    name: str
+    role: str
+    terms: dict
+
+
+@dataclass(frozen=True)
+class FactorialPlan:
+    """A factorial study: every architecture at every recipe on one set of splits, some cells held by other studies
+    (``cells[arch][recipe]`` names the plan whose records hold the cell), judged by planned contrasts."""
+
+    name: str
+    title: str
+    document: str
+    profile: str  # trains this plan's own cells
+    records: str
+    seeds: tuple[int, ...]
+    primary_policy: str
+    recipes: dict  # recipe name -> its description
+    cells: dict  # arch -> recipe -> plan name
+    contrasts: tuple[Contrast, ...]
+    primary_metric: str
+    decision_metrics: tuple[str, ...]
+    level: float
+    adjustment: str
+    focus_seed: int
+    expectations: tuple[dict, ...]  # {of: cell or contrast, metric, statistic, bound, value}
+    kind: str = "factorial"
+
+    def own_archs(self) -> tuple[str, ...]:
+        """The architectures whose cells this plan trains itself (the runner's models)."""
+        return tuple(arch for arch, row in self.cells.items() if self.name in row.values())
+
+
+def _read_plan_file(name: str) -> tuple[dict, str]:
+    """The mapping in studies/<name>.yaml and the file's repository-relative name; PlanError when unreadable."""
+    path = plan_path(name)
+    if not path.is_file():
+        known = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
+        raise PlanError(f"no study plan {repo_relative(path)}; set `study` to one of {known} or null")
+    where = repo_relative(path)
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise PlanError(f"{where} is not valid YAML ({error}); fix the file") from None
+    if not isinstance(values, dict):
+        raise PlanError(f"{where} does not hold a mapping of study facts (title, kind, ...)")
+    return values, where
+
+
+def plan_kind(name: str) -> str:
+    """The `kind` of studies/<name>.yaml (exploratory, confirmatory or factorial)."""
+    return str(_read_plan_file(name)[0].get("kind"))
+
+
+def _check_keys(values: dict, keys: tuple, optional: tuple, where: str) -> None:
+    """PlanError naming unknown keys (with the closest known one) and missing keys."""
+    unknown, missing = set(values) - set(keys) - set(optional), [key for key in keys if key not in values]
+    if unknown or missing:
+        hints = [f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
+            key, keys + optional, n=1)) else "") for key in sorted(unknown)] + [f"missing key {key!r}" for key in missing]
+        raise PlanError(f"{where}: {'; '.join(hints)}")
+
+
+def load_factorial(name: str) -> FactorialPlan:
+    """The factorial plan ``studies/<name>.yaml``, checked; PlanError naming the file, the key and the fix."""
+    values, where = _read_plan_file(name)
+    _check_keys(values, FACTORIAL_KEYS, (), where)
+    if values["kind"] != "factorial":
+        raise PlanError(f"{where}: kind = {values['kind']!r}; load it with load_plan")
+    recipes, cells = values["recipes"], values["cells"]
+    if not isinstance(recipes, dict) or len(recipes) < 2:
+        raise PlanError(f"{where}: recipes = {recipes!r} must map at least two recipe names to descriptions")
+    if not isinstance(cells, dict) or set(cells) != set(ARCHS):
+        raise PlanError(f"{where}: cells must map each of {', '.join(ARCHS)} to {{recipe: study plan}}")
+    for arch, row in cells.items():
+        if not isinstance(row, dict) or set(row) != set(recipes):
+            raise PlanError(f"{where}: cells.{arch} = {row!r} must name a study plan for each recipe {list(recipes)}")
+        for recipe, holder in row.items():
+            if holder != name and not plan_path(str(holder)).is_file():
+                raise PlanError(f"{where}: cells.{arch}.{recipe} = {holder!r} is not a study plan in studies/")
+    cell_names = [f"{arch}/{recipe}" for arch in cells for recipe in recipes]
+    contrasts = []
+    for i, entry in enumerate(values["contrasts"] or ()):
+        if not isinstance(entry, dict) or set(entry) != {"name", "role", "terms"}:
+            raise PlanError(f"{where}: contrasts[{i}] = {entry!r}: give exactly name, role, terms")
+        if entry["role"] not in CONTRAST_ROLES:
+            raise PlanError(f"{where}: contrasts[{i}].role = {entry['role']!r} is not one of {', '.join(CONTRAST_ROLES)}")
+        terms = entry["terms"]
+        if not isinstance(terms, dict) or not set(terms) <= set(cell_names) or sum(terms.values()) != 0:
+            raise PlanError(f"{where}: contrasts[{i}].terms = {terms!r} must weigh cells of {cell_names} with "
+                            "coefficients that sum to 0")
+        contrasts.append(Contrast(str(entry["name"]), entry["role"], dict(terms)))
+    if [c.role for c in contrasts].count("primary") != 1:
+        raise PlanError(f"{where}: contrasts must hold exactly one with role: primary")
+    seeds = values["seeds"]
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+            and len(set(seeds)) == len(seeds)):
+        raise PlanError(f"{where}: seeds = {seeds!r} must be a list of distinct integers")
+    checks = {"primary_policy": THRESHOLD_POLICIES, "primary_metric": HEADLINE_METRICS, "adjustment": ADJUSTMENTS}
+    for key, allowed in checks.items():
+        if values[key] not in allowed:
+            raise PlanError(f"{where}: {key} = {values[key]!r} is not one of {', '.join(allowed)}")
+    if not values["decision_metrics"] or not set(values["decision_metrics"]) <= set(HEADLINE_METRICS):
+        raise PlanError(f"{where}: decision_metrics = {values['decision_metrics']!r} must list some of "
+                        f"{', '.join(HEADLINE_METRICS)}")
+    if not isinstance(values["level"], float) or not 0.5 < values["level"] < 1:
+        raise PlanError(f"{where}: level = {values['level']!r} must be a confidence level such as 0.95")
+    if values["focus_seed"] not in seeds:
+        raise PlanError(f"{where}: focus_seed = {values['focus_seed']!r} is not one of the seeds {seeds}")
+    if not (REPO_ROOT / str(values["document"])).is_file():
+        raise PlanError(f"{where}: document = {values['document']!r} does not exist in the repository")
+    rendered_from = f"reports/{values['profile']}/{RECORDS_DIR}"
+    if str(values["records"]).rstrip("/") != rendered_from:
+        raise PlanError(f"{where}: records = {values['records']!r}; set records: {rendered_from}")
+    targets = set(cell_names) | {c.name for c in contrasts}
+    fields = {"of", "metric", "statistic", "bound", "value"}
+    for i, entry in enumerate(values["expectations"] or ()):
+        if (not isinstance(entry, dict) or set(entry) != fields or entry["of"] not in targets
+                or entry["metric"] not in HEADLINE_METRICS or entry["bound"] not in BOUNDS
+                or entry["statistic"] not in STATISTICS + DIFFERENCE_STATISTICS):
+            raise PlanError(f"{where}: expectations[{i}] = {entry!r}: give of (one of {sorted(targets)}), metric, "
+                            f"statistic ({', '.join(STATISTICS + DIFFERENCE_STATISTICS)}), bound "
+                            f"({', '.join(BOUNDS)}) and value")
+    return FactorialPlan(name, str(values["title"]), str(values["document"]), str(values["profile"]),
+                         str(values["records"]), tuple(seeds), values["primary_policy"], dict(recipes),
+                         {arch: dict(row) for arch, row in cells.items()}, tuple(contrasts),
+                         values["primary_metric"], tuple(values["decision_metrics"]), values["level"],
+                         values["adjustment"], values["focus_seed"], tuple(values["expectations"] or ()))
+
+
 def check_runs(plan: StudyPlan, seeds_found, policy: str) -> None:
     """Error unless the records hold exactly the plan's replicates and the report uses the plan's primary policy."""
     found = sorted(set(seeds_found))
@@ -178,18 +304,21 @@ def expectation_results(plan: StudyPlan, summary: pd.DataFrame, difference_summa
     return pd.DataFrame(rows, columns=["model", "metric", "statistic", "bound", "value", "measured", "met"])
 
 
-def shell_assignments(plan: StudyPlan) -> str:
-    """The facts scripts/run_planned_study.sh needs, as bash assignments (arrays for the seeds and the two models)."""
+def shell_assignments(plan: StudyPlan | FactorialPlan) -> str:
+    """The facts scripts/run_planned_study.sh needs, as bash assignments (arrays for the seeds and the models the
+    plan trains)."""
     values = {"document": plan.document, "profile": plan.profile, "records": plan.records}
     scalars = " ".join(f"{name}={shlex.quote(value)}" for name, value in values.items())
     seeds = " ".join(map(str, plan.seeds))
-    return f"{scalars} seeds=({seeds}) archs=({plan.reference} {plan.compared})"
+    archs = plan.own_archs() if isinstance(plan, FactorialPlan) else (plan.reference, plan.compared)
+    return f"{scalars} seeds=({seeds}) archs=({' '.join(archs)})"
 
 
 if __name__ == "__main__":  # python -m cxrlib.plan NAME: a checked plan's facts for a shell; a bad plan exits 1
     if len(sys.argv) != 2:
         sys.exit("usage: python -m cxrlib.plan NAME  (the plan studies/NAME.yaml)")
     try:
-        print(shell_assignments(load_plan(sys.argv[1])))
+        name = sys.argv[1]
+        print(shell_assignments(load_factorial(name) if plan_kind(name) == "factorial" else load_plan(name)))
     except PlanError as error:
         sys.exit(f"error: {error}")
