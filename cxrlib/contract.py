@@ -86,6 +86,10 @@ PREDICTIONS_FILE = "predictions.csv"
 OOD_FILE = "ood.npz"
 GRADCAM_FILE = "gradcam.csv"  # optional record: each test image's coarse Grad-CAM (cxrlib.explain.record)
 LOGS_DIR = "logs"
+# The result settings run.json's `config` gained after runs were recorded, with the value every earlier run had:
+# a record without one of them was trained with this value (not necessarily today's default). The trainer's resume
+# check and the comparison's protocol check both read old records through it.
+ADDED_RESULT_FIELDS = {"youden_delta": 0.02, "split_seed": None, "weight_decay": 0.0, "augment_strength": 1.0}
 RUN_FILES = (MODEL_FILE, LAST_WEIGHTS_FILE, STATE_FILE, RUN_RECORD_FILE, HISTORY_FILE, PREDICTIONS_FILE, OOD_FILE)
 # The small files that fully describe a finished run's results; committed under reports/<profile>/runs/.
 RECORD_FILES = (RUN_RECORD_FILE, HISTORY_FILE, PREDICTIONS_FILE)

@@ -74,6 +74,62 @@ def plan_path(name: str) -> Path:
     return Path(STUDIES_DIR) / f"{name}.yaml"
 
 
+def _read_plan_file(name: str) -> tuple[dict, str]:
+    """The mapping in studies/<name>.yaml and the file's repository-relative name; PlanError when unreadable."""
+    path = plan_path(name)
+    if not path.is_file():
+        known = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
+        raise PlanError(f"no study plan {repo_relative(path)}; set `study` to one of {known} or null")
+    where = repo_relative(path)
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise PlanError(f"{where} is not valid YAML ({error}); fix the file") from None
+    if not isinstance(values, dict):
+        raise PlanError(f"{where} does not hold a mapping of study facts (title, kind, ...)")
+    return values, where
+
+
+def plan_kind(name: str) -> str:
+    """The `kind` of studies/<name>.yaml (exploratory, confirmatory or factorial)."""
+    return str(_read_plan_file(name)[0].get("kind"))
+
+
+def _check_keys(values: dict, keys: tuple, optional: tuple, where: str) -> None:
+    """PlanError naming unknown keys (with the closest known one) and missing keys."""
+    unknown, missing = set(values) - set(keys) - set(optional), [key for key in keys if key not in values]
+    if unknown or missing:
+        hints = [f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
+            key, keys + optional, n=1)) else "") for key in sorted(unknown)] + [f"missing key {key!r}" for key in missing]
+        raise PlanError(f"{where}: {'; '.join(hints)}")
+
+
+def _check_common(values: dict, where: str) -> None:
+    """The checks every plan kind shares: seeds, primary policy, decision metrics, level, focus seed, document and
+    where the records are."""
+    seeds = values["seeds"]
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+            and len(set(seeds)) == len(seeds)):
+        raise PlanError(f"{where}: seeds = {seeds!r} must be a list of distinct integers")
+    if values["primary_policy"] not in THRESHOLD_POLICIES:
+        raise PlanError(f"{where}: primary_policy = {values['primary_policy']!r} is not one of "
+                        f"{', '.join(THRESHOLD_POLICIES)}")
+    if not set(values["decision_metrics"] or ()) <= set(HEADLINE_METRICS) or not values["decision_metrics"]:
+        raise PlanError(f"{where}: decision_metrics = {values['decision_metrics']!r} must list some of "
+                        f"{', '.join(HEADLINE_METRICS)}")
+    if not isinstance(values["level"], float) or not 0.5 < values["level"] < 1:
+        raise PlanError(f"{where}: level = {values['level']!r} must be a confidence level such as 0.95")
+    if values["focus_seed"] not in seeds:
+        raise PlanError(f"{where}: focus_seed = {values['focus_seed']!r} is not one of the seeds {seeds}")
+    if not (REPO_ROOT / str(values["document"])).is_file():
+        raise PlanError(f"{where}: document = {values['document']!r} does not exist in the repository; give the "
+                        "plan's path relative to the repository root")
+    rendered_from = f"reports/{values['profile']}/{RECORDS_DIR}"  # where notebook 04 of the plan's profile reads
+    if str(values["records"]).rstrip("/") != rendered_from:
+        raise PlanError(f"{where}: records = {values['records']!r} is not where ./run_all.sh --profile "
+                        f"{values['profile']} --only 04 reads them; set records: {rendered_from}")
+
+
 def _expectation(entry, where: str) -> Expectation:
     """One `expectations` entry, checked."""
     fields = ("model", "metric", "statistic", "bound", "value")
@@ -92,31 +148,17 @@ def _expectation(entry, where: str) -> Expectation:
 def load_plan(name: str) -> StudyPlan:
     """The plan ``studies/<name>.yaml``, checked; PlanError naming the file, the key and the fix."""
     values, where = _read_plan_file(name)
+    if values.get("kind") == "factorial":
+        raise PlanError(f"{where} is a factorial plan; read it with cxrlib.plan.load_factorial")
     _check_keys(values, KEYS, OPTIONAL_KEYS, where)
-    seeds = values["seeds"]
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-            and len(set(seeds)) == len(seeds)):
-        raise PlanError(f"{where}: seeds = {seeds!r} must be a list of distinct integers")
-    checks = {"kind": KINDS, "primary_policy": THRESHOLD_POLICIES, "reference": ARCHS, "compared": ARCHS}
+    _check_common(values, where)
+    checks = {"kind": KINDS, "reference": ARCHS, "compared": ARCHS}
     for key, allowed in checks.items():
         if values[key] not in allowed:
             raise PlanError(f"{where}: {key} = {values[key]!r} is not one of {', '.join(allowed)}")
     if values["reference"] == values["compared"]:
         raise PlanError(f"{where}: reference and compared are both {values['reference']!r}; name two architectures")
-    if not set(values["decision_metrics"] or ()) <= set(HEADLINE_METRICS) or not values["decision_metrics"]:
-        raise PlanError(f"{where}: decision_metrics = {values['decision_metrics']!r} must list some of "
-                        f"{', '.join(HEADLINE_METRICS)}")
-    if not isinstance(values["level"], float) or not 0.5 < values["level"] < 1:
-        raise PlanError(f"{where}: level = {values['level']!r} must be a confidence level such as 0.95")
-    if values["focus_seed"] not in seeds:
-        raise PlanError(f"{where}: focus_seed = {values['focus_seed']!r} is not one of the seeds {seeds}")
-    if not (REPO_ROOT / str(values["document"])).is_file():
-        raise PlanError(f"{where}: document = {values['document']!r} does not exist in the repository; give the "
-                        "plan's path relative to the repository root")
-    rendered_from = f"reports/{values['profile']}/{RECORDS_DIR}"  # where notebook 04 of the plan's profile reads
-    if str(values["records"]).rstrip("/") != rendered_from:
-        raise PlanError(f"{where}: records = {values['records']!r} is not where ./run_all.sh --profile "
-                        f"{values['profile']} --only 04 reads them; set records: {rendered_from}")
+    seeds = values["seeds"]
     beside = values.get("beside")
     if beside is not None and (beside == name or not plan_path(str(beside)).is_file()):
         known = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml") if p.stem != name)
@@ -173,37 +215,7 @@ class FactorialPlan:
 
     def own_archs(self) -> tuple[str, ...]:
         """The architectures whose cells this plan trains itself (the runner's models)."""
-        return tuple(arch for arch, row in self.cells.items() if self.name in row.values())
-
-
-def _read_plan_file(name: str) -> tuple[dict, str]:
-    """The mapping in studies/<name>.yaml and the file's repository-relative name; PlanError when unreadable."""
-    path = plan_path(name)
-    if not path.is_file():
-        known = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
-        raise PlanError(f"no study plan {repo_relative(path)}; set `study` to one of {known} or null")
-    where = repo_relative(path)
-    try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise PlanError(f"{where} is not valid YAML ({error}); fix the file") from None
-    if not isinstance(values, dict):
-        raise PlanError(f"{where} does not hold a mapping of study facts (title, kind, ...)")
-    return values, where
-
-
-def plan_kind(name: str) -> str:
-    """The `kind` of studies/<name>.yaml (exploratory, confirmatory or factorial)."""
-    return str(_read_plan_file(name)[0].get("kind"))
-
-
-def _check_keys(values: dict, keys: tuple, optional: tuple, where: str) -> None:
-    """PlanError naming unknown keys (with the closest known one) and missing keys."""
-    unknown, missing = set(values) - set(keys) - set(optional), [key for key in keys if key not in values]
-    if unknown or missing:
-        hints = [f"unknown key {key!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(
-            key, keys + optional, n=1)) else "") for key in sorted(unknown)] + [f"missing key {key!r}" for key in missing]
-        raise PlanError(f"{where}: {'; '.join(hints)}")
+        return tuple(arch for arch in ARCHS if self.name in self.cells[arch].values())
 
 
 def load_factorial(name: str) -> FactorialPlan:
@@ -237,26 +249,11 @@ def load_factorial(name: str) -> FactorialPlan:
         contrasts.append(Contrast(str(entry["name"]), entry["role"], dict(terms)))
     if [c.role for c in contrasts].count("primary") != 1:
         raise PlanError(f"{where}: contrasts must hold exactly one with role: primary")
-    seeds = values["seeds"]
-    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
-            and len(set(seeds)) == len(seeds)):
-        raise PlanError(f"{where}: seeds = {seeds!r} must be a list of distinct integers")
-    checks = {"primary_policy": THRESHOLD_POLICIES, "primary_metric": HEADLINE_METRICS, "adjustment": ADJUSTMENTS}
-    for key, allowed in checks.items():
+    _check_common(values, where)
+    for key, allowed in {"primary_metric": HEADLINE_METRICS, "adjustment": ADJUSTMENTS}.items():
         if values[key] not in allowed:
             raise PlanError(f"{where}: {key} = {values[key]!r} is not one of {', '.join(allowed)}")
-    if not values["decision_metrics"] or not set(values["decision_metrics"]) <= set(HEADLINE_METRICS):
-        raise PlanError(f"{where}: decision_metrics = {values['decision_metrics']!r} must list some of "
-                        f"{', '.join(HEADLINE_METRICS)}")
-    if not isinstance(values["level"], float) or not 0.5 < values["level"] < 1:
-        raise PlanError(f"{where}: level = {values['level']!r} must be a confidence level such as 0.95")
-    if values["focus_seed"] not in seeds:
-        raise PlanError(f"{where}: focus_seed = {values['focus_seed']!r} is not one of the seeds {seeds}")
-    if not (REPO_ROOT / str(values["document"])).is_file():
-        raise PlanError(f"{where}: document = {values['document']!r} does not exist in the repository")
-    rendered_from = f"reports/{values['profile']}/{RECORDS_DIR}"
-    if str(values["records"]).rstrip("/") != rendered_from:
-        raise PlanError(f"{where}: records = {values['records']!r}; set records: {rendered_from}")
+    seeds = values["seeds"]
     targets = set(cell_names) | {c.name for c in contrasts}
     fields = {"of", "metric", "statistic", "bound", "value"}
     for i, entry in enumerate(values["expectations"] or ()):

@@ -50,10 +50,14 @@ def cpu_model() -> str:
 VECTOR_FLAGS = ("avx512_bf16", "avx512f", "avx2")
 
 
+def widest_vector_flag() -> str:
+    """The CPU's widest vector extension of VECTOR_FLAGS ('avx512_bf16', 'avx512f', 'avx2'), else 'no avx2'."""
+    return next((flag for flag in VECTOR_FLAGS if flag in cpu_flags()), "no avx2")
+
+
 def cpu_kind() -> str:
     """The CPU model and its widest vector extension, e.g. 'AMD EPYC (avx512_bf16)': what a record names as 'CPU'."""
-    widest = next((flag for flag in VECTOR_FLAGS if flag in cpu_flags()), "no avx2")
-    return f"{cpu_model()} ({widest})"
+    return f"{cpu_model()} ({widest_vector_flag()})"
 
 
 def recorded_cpu(device: dict) -> str:

@@ -158,3 +158,61 @@ def test_a_plans_facts_reach_the_study_script_as_bash_assignments(studies_dir):
     assert "seeds=(1 2 3 4 5) archs=(resnet50 densenet121)" in committed.stdout
     missing = subprocess.run([sys.executable, "-m", "cxrlib.plan", "nope"], capture_output=True, text=True)
     assert missing.returncode == 1 and "error: no study plan studies/nope.yaml" in missing.stderr
+
+
+FACTORIAL = {"title": "Test factorial", "kind": "factorial", "document": "README.md", "profile": "smoke",
+             "records": "reports/smoke/runs", "seeds": [11, 12], "primary_policy": "fixed",
+             "recipes": {"S": "shared", "T": "tuned"},
+             "cells": {"resnet50": {"S": "other", "T": "test"}, "densenet121": {"S": "test", "T": "other"}},
+             "contrasts": [{"name": "architecture_T", "role": "primary",
+                            "terms": {"densenet121/T": 1, "resnet50/T": -1}},
+                           {"name": "interaction", "role": "secondary",
+                            "terms": {"densenet121/T": 1, "resnet50/T": -1, "densenet121/S": -1, "resnet50/S": 1}}],
+             "primary_metric": "roc_auc", "decision_metrics": ["roc_auc", "accuracy"], "level": 0.95,
+             "adjustment": "bonferroni", "focus_seed": 11,
+             "expectations": [{"of": "architecture_T", "metric": "roc_auc", "statistic": "half_width",
+                               "bound": "at_most", "value": 0.006}]}
+
+
+def test_the_committed_factorial_plan_loads_and_trains_both_missing_cells():
+    factorial = plan.load_factorial("factorial-cpu")
+    assert factorial.seeds == plan.load_plan("confirmatory-cpu").seeds
+    assert factorial.cells == {"resnet50": {"S": "confirmatory-cpu", "T": "factorial-cpu"},
+                               "densenet121": {"S": "factorial-cpu", "T": "confirmatory-cpu"}}
+    assert factorial.own_archs() == ("resnet50", "densenet121")
+    assert [c.name for c in factorial.contrasts if c.role == "primary"] == ["architecture_T"]
+    with pytest.raises(plan.PlanError, match="factorial-cpu.yaml is a factorial plan; read it with .*load_factorial"):
+        plan.load_plan("factorial-cpu")
+
+
+def test_a_valid_factorial_plan_loads(studies_dir):
+    write_plan(studies_dir, VALID, name="other")
+    loaded = plan.load_factorial(write_plan(studies_dir, FACTORIAL))
+    assert loaded.own_archs() == ("resnet50", "densenet121") and plan.plan_kind("test") == "factorial"
+    assert "archs=(resnet50 densenet121)" in plan.shell_assignments(loaded)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"cells": {"resnet50": {"S": "other", "T": "test"}}}, "cells must map each of resnet50, densenet121"),
+    ({"cells": {"resnet50": {"S": "other"}, "densenet121": {"S": "test", "T": "other"}}},
+     "cells.resnet50 = .* must name a study plan for each recipe"),
+    ({"cells": {"resnet50": {"S": "nope", "T": "test"}, "densenet121": {"S": "test", "T": "other"}}},
+     "cells.resnet50.S = 'nope' is not a study plan"),
+    ({"contrasts": [{"name": "a", "role": "primary", "terms": {"densenet121/T": 1}}]}, "coefficients that sum to 0"),
+    ({"contrasts": [{"name": "a", "role": "primary", "terms": {"vgg/T": 1, "resnet50/T": -1}}]},
+     "must weigh cells of"),
+    ({"contrasts": [{"name": "a", "role": "secondary", "terms": {"densenet121/T": 1, "resnet50/T": -1}}]},
+     "exactly one with role: primary"),
+    ({"contrasts": [{"name": "a", "role": "main", "terms": {}}]}, "role = 'main' is not one of"),
+    ({"adjustment": "holm"}, "adjustment = 'holm' is not one of bonferroni"),
+    ({"expectations": [{"of": "nothing", "metric": "roc_auc", "statistic": "mean", "bound": "at_least", "value": 1}]},
+     "expectations\\[0\\] = .*give of"),
+    ({"level": 95}, "confidence level"),
+    ({"records": "reports/x/runs"}, "set records: reports/smoke/runs"),
+    ({"celss": {}}, "unknown key 'celss' \\(did you mean 'cells'\\?\\)"),
+])
+def test_a_bad_factorial_plan_is_refused_naming_the_file_and_key(studies_dir, change, message):
+    write_plan(studies_dir, VALID, name="other")
+    with pytest.raises(plan.PlanError, match=message) as error:
+        plan.load_factorial(write_plan(studies_dir, {**FACTORIAL, **change}))
+    assert "test.yaml" in str(error.value)

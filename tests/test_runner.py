@@ -37,7 +37,7 @@ def test_profile_path_resolves_names_and_lists_known_profiles(tmp_path):
     assert profiles.profile_path("smoke") == REPO_ROOT / "profiles" / "smoke.yaml"
     custom = write_profile(tmp_path / "mine.yaml", sampling_seed=1)
     assert profiles.profile_path(str(custom)) == custom
-    with pytest.raises(RunError, match=r"profile 'nope' not found at profiles/nope\.yaml.*cpu, cpu-confirmatory, cpu-tuned, full, smoke"):
+    with pytest.raises(RunError, match=r"profile 'nope' not found at profiles/nope\.yaml.*cpu, cpu-confirmatory, cpu-factorial, cpu-tuned, full, smoke"):
         profiles.profile_path("nope")
 
 
@@ -78,7 +78,8 @@ def test_set_overrides_replace_profile_values_and_are_checked_like_them(tmp_path
 def test_every_profile_is_used_by_the_notebooks_and_states_its_expected_minutes(name):
     path = profiles.profile_path(name)
     notebooks.check_profile_is_used(profiles.load_profile(path), path, notebooks.select_notebooks(None))
-    assert set(profiles.expected_minutes(path)) == {"2-core CPU", "GPU"}
+    labels = set(profiles.expected_minutes(path))
+    assert "GPU" in labels and any(label.startswith("2-core CPU") for label in labels), labels
     assert "expected minutes" not in profiles.profile_description(path)
 
 
@@ -93,6 +94,25 @@ def test_expected_duration_is_the_measured_minutes_of_this_kind_of_machine(tmp_p
         f"not measured on this machine (2-core CPU, a GPU) (measured: {round(minutes)} min on a 2-core CPU)")
 
 
+def test_expected_duration_follows_this_cpus_vector_extension(tmp_path):
+    header = "# expected minutes: 2-core CPU avx512_bf16 48, 2-core CPU avx2 76, GPU unmeasured\n"
+    path = write_profile(tmp_path / "p.yaml", header, sampling_seed=1)
+    assert profiles.expected_duration(path, Machine(2, False, vector="avx512_bf16")) == (
+        "about 48 min on this machine (2-core CPU with avx512_bf16, no GPU)")
+    assert profiles.expected_duration(path, Machine(2, False, vector="avx2")).startswith("about 76 min")
+    assert profiles.expected_duration(path, Machine(2, False, vector="avx512f")) == (
+        "not measured on this machine (2-core CPU with avx512f, no GPU) (measured: 48 min on a 2-core CPU with "
+        "avx512_bf16; 76 min on a 2-core CPU with avx2)")
+    generic = write_profile(tmp_path / "g.yaml", "# expected minutes: 2-core CPU avx2 76, 2-core CPU 60\n",
+                            sampling_seed=1)
+    assert profiles.expected_duration(generic, Machine(2, False, vector="avx512_bf16")).startswith("about 60 min")
+    assert profiles.expected_duration(generic, Machine(2, False, vector="avx2")).startswith("about 76 min")
+
+
+def test_the_runner_knows_this_machines_cpu_kind():
+    assert machine.look().vector in (*runtime.VECTOR_FLAGS, "no avx2")
+
+
 def test_expected_duration_says_when_this_machine_was_not_measured(tmp_path):
     header = "# For tests.\n# expected minutes: 2-core CPU 76, 8-core CPU 30.5, GPU unmeasured\n"
     path = write_profile(tmp_path / "p.yaml", header, sampling_seed=1)
@@ -103,7 +123,7 @@ def test_expected_duration_says_when_this_machine_was_not_measured(tmp_path):
     assert profiles.profile_description(path) == "For tests."
     assert profiles.expected_minutes(write_profile(tmp_path / "none.yaml", sampling_seed=1)) == {}
     bad = write_profile(tmp_path / "bad.yaml", "# expected minutes: laptop 20\n", sampling_seed=1)
-    with pytest.raises(RunError, match=r"bad\.yaml: expected-minutes entry 'laptop 20' is not understood.*2-core CPU 76"):
+    with pytest.raises(RunError, match=r"bad\.yaml: expected-minutes entry 'laptop 20' is not understood.*2-core CPU avx2 76"):
         profiles.expected_minutes(bad)
 
 
@@ -128,10 +148,10 @@ def test_machine_probe_asks_tensorflow_only_when_a_gpu_device_exists(monkeypatch
 
     monkeypatch.setattr(machine.subprocess, "run", fake_run)
     monkeypatch.setattr(machine, "gpu_device_present", lambda: False)
-    assert machine.look(probe=True) == Machine(machine.cpu_cores(), False) and not calls
+    assert machine.look(probe=True) == Machine(machine.cpu_cores(), False, vector=runtime.widest_vector_flag()) and not calls
     monkeypatch.setattr(machine, "gpu_device_present", lambda: True)
-    assert machine.look(probe=False) == Machine(machine.cpu_cores(), True) and not calls
-    assert machine.look(probe=True) == Machine(machine.cpu_cores(), True, True)
+    assert machine.look(probe=False) == Machine(machine.cpu_cores(), True, vector=runtime.widest_vector_flag()) and not calls
+    assert machine.look(probe=True) == Machine(machine.cpu_cores(), True, True, runtime.widest_vector_flag())
     assert calls[0][1:] == ["-m", "cxrlib.runner.machine"]
 
     def failing_run(command, **kwargs):

@@ -5,14 +5,17 @@ Format migrations are allowed (e.g. image paths made relative to the data root o
 probabilities, labels, patients and subsets of every row are not. The digests were taken from the records as the
 study committed them, with each image named by its ``split/label/file``.
 """
+import dataclasses
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from cxrlib import plan, runtime
+from cxrlib.compare.runs import load_runs
 from cxrlib.contract import PREDICTION_COLUMNS, REPO_ROOT
 from cxrlib.data.index import relpath_from_path
 
@@ -74,3 +77,38 @@ def test_confirmatory_replicates_ran_the_plans_code_in_float32_with_planned_seed
             assert (run["seed"], run["precision"], run["config"]["split_seed"]) == (seed, "float32", seed), runner
             assert run["device"]["cpu_kind"], f"{runner}: the replicate's CPU is not recorded"
 
+
+
+def study_records() -> list[tuple[str, str, Path]]:
+    """(plan, profile, committed records folder) of every study plan whose replicates have committed records."""
+    found = []
+    for path in sorted((REPO_ROOT / "studies").glob("*.yaml")):
+        loaded = (plan.load_factorial if plan.plan_kind(path.stem) == "factorial" else plan.load_plan)(path.stem)
+        if list((REPO_ROOT / loaded.records).glob("*/seed-*/run.json")):
+            found.append((path.stem, loaded.profile, REPO_ROOT / loaded.records))
+    return found
+
+
+@pytest.mark.parametrize("name, profile, records", study_records(), ids=lambda value: str(value).split("/")[-1])
+def test_committed_records_of_every_study_pass_the_protocol_check(name, profile, records):
+    runs = load_runs(records)
+    assert {run.seed for run in runs} == {int(path.name.split("-")[1]) for path in records.glob("*/seed-*")}
+
+
+@pytest.mark.parametrize("name, profile, records", study_records(), ids=lambda value: str(value).split("/")[-1])
+def test_a_record_written_today_for_the_studys_profile_joins_its_committed_records(name, profile, records, tmp_path):
+    """What a fresh clone's ./run_all.sh --profile <profile> does: today's trainer writes one replicate's run.json
+    beside the committed replicates, and notebook 04's loader must accept them as one protocol (issue 32)."""
+    from cxrlib.runner.profiles import load_profile
+    from cxrlib.train.replicates import replicate_config
+
+    params = load_profile(REPO_ROOT / "profiles" / f"{profile}.yaml")
+    shutil.copytree(records, tmp_path / "runs")
+    seed_dirs = sorted((tmp_path / "runs").glob(f"*/seed-{sorted(params['seeds'])[0]}")) or sorted(
+        (tmp_path / "runs").glob("*/seed-*"))[:1]
+    for seed_dir in seed_dirs:
+        record = json.loads((seed_dir / "run.json").read_text())
+        config = replicate_config(record["arch"], params, record["seed"], record.get("split_seed") or record["seed"])
+        record["config"] = dataclasses.asdict(config)
+        (seed_dir / "run.json").write_text(json.dumps(record))
+    assert len(load_runs(tmp_path / "runs")) == len(load_runs(records))

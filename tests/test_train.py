@@ -20,7 +20,7 @@ from cxrlib.contract import LAST_WEIGHTS_FILE, MODEL_FILE, OOD_FILE, PREDICTION_
 from cxrlib.params import ParameterError
 from cxrlib.runner.profiles import load_profile, profile_path
 from cxrlib.train import Phase, TrainConfig, callbacks, phases, rundir, train
-from cxrlib.train.config import ADDED_RESULT_FIELDS
+from cxrlib.contract import ADDED_RESULT_FIELDS
 
 HISTORY_COLUMNS = {"epoch", "loss", "accuracy", "auc", "val_loss", "val_accuracy", "val_auc", "learning_rate"}
 RUN_KEYS = {"name", "arch", "config", "versions", "data_fingerprint", "split_fingerprint", "seed", "split_seed",

@@ -14,7 +14,7 @@ import pandas as pd
 from cxrlib import evaluate
 from cxrlib.data.index import relpath_from_path
 from cxrlib.params import RECIPE_PARAMETERS
-from cxrlib.contract import (ARCHS, HISTORY_COLUMNS, HISTORY_FILE, PREDICTION_COLUMNS, PREDICTIONS_FILE,
+from cxrlib.contract import (ADDED_RESULT_FIELDS, ARCHS, HISTORY_COLUMNS, HISTORY_FILE, PREDICTION_COLUMNS, PREDICTIONS_FILE,
                              REPLICATE_PREFIX, RUN_RECORD_FILE, targets_of)
 
 
@@ -104,12 +104,15 @@ def load_run(run_dir: str | Path, data_root: str | Path | None = None) -> Run:
     """Read a run directory (run.json, predictions.csv, history.csv) into a ``Run``.
 
     Prediction ``path``s name images relative to the data root (``split/label/file``, whatever machine wrote the
-    record); with ``data_root`` they are joined to it, so the images can be opened.
+    record); with ``data_root`` they are joined to it, so the images can be opened. A setting the record's
+    ``config`` lacks had the value it had before run.json recorded it (``contract.ADDED_RESULT_FIELDS``).
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run directory {run_dir} does not exist; train the model first (cxrlib.train)")
     info = _read_json(run_dir / RUN_RECORD_FILE)
+    if isinstance(info.get("config"), dict):
+        info["config"] = {**ADDED_RESULT_FIELDS, **info["config"]}
     threshold_info = info.get("threshold")
     if not isinstance(threshold_info, dict) or not isinstance(threshold_info.get("value"), (int, float)):
         raise ValueError(f"{run_dir / RUN_RECORD_FILE} needs 'threshold': {{'policy': ..., 'value': <float>}} "

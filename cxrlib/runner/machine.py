@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from cxrlib import runtime
 from cxrlib.runner import RunError
 from cxrlib.runner.console import quiet_environment
 
@@ -29,10 +30,12 @@ class Machine:
     cores: int
     gpu: bool
     imagenet_weights: bool | None = None  # None: not checked
+    vector: str | None = None  # the CPU's widest vector extension (runtime.VECTOR_FLAGS), e.g. avx512_bf16
 
     def describe(self) -> str:
-        """E.g. ``2-core CPU, no GPU``."""
-        return f"{self.cores}-core CPU, {'a GPU' if self.gpu else 'no GPU'}"
+        """E.g. ``2-core CPU with avx512_bf16, no GPU``."""
+        cpu = f"{self.cores}-core CPU" + (f" with {self.vector}" if self.vector else "")
+        return f"{cpu}, {'a GPU' if self.gpu else 'no GPU'}"
 
 
 def cpu_cores() -> int:
@@ -49,9 +52,9 @@ def gpu_device_present() -> bool:
 
 def look(probe: bool = False, timeout: float = 300) -> Machine:
     """This machine; with ``probe``, TensorFlow's own view of the GPU and the ImageNet weights (child process)."""
-    cores, gpu = cpu_cores(), gpu_device_present()
+    cores, gpu, vector = cpu_cores(), gpu_device_present(), runtime.widest_vector_flag()
     if not (probe and gpu):
-        return Machine(cores, gpu)
+        return Machine(cores, gpu, vector=vector)
     command = [sys.executable, "-m", "cxrlib.runner.machine"]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=True,
@@ -61,7 +64,7 @@ def look(probe: bool = False, timeout: float = 300) -> Machine:
         detail = getattr(err, "stderr", "") or err
         raise RunError(f"could not ask TensorFlow whether it sees a GPU ({' '.join(command)}: {detail}); "
                        "pass --profile cpu or --profile full to skip this check") from err
-    return Machine(cores, found["gpus"] > 0, found["imagenet_weights"])
+    return Machine(cores, found["gpus"] > 0, found["imagenet_weights"], vector)
 
 
 def imagenet_weights_available(timeout: float = 3.0) -> bool:

@@ -3,7 +3,10 @@
 A profile file opens with comment lines saying what it is for (shown on the index page), one of which states
 the measured wall time of the whole profile per kind of machine, in a fixed form the runner reads::
 
-    # expected minutes: 2-core CPU 76, GPU unmeasured
+    # expected minutes: 2-core CPU avx512_bf16 48, 2-core CPU avx2 76, GPU unmeasured
+
+A CPU entry may name the CPU's widest vector extension (the same CPU count runs at very different speeds with
+and without AVX-512); an entry without one stands for any CPU with that many cores.
 """
 from __future__ import annotations
 
@@ -14,12 +17,15 @@ import yaml
 
 from cxrlib.contract import PROFILES_DIR, repo_relative
 from cxrlib.params import ParameterError, check
+from cxrlib.runtime import VECTOR_FLAGS
 from cxrlib.runner import RUNNER_SET, RunError
 from cxrlib.runner.machine import Machine
 
 EXPECTED_LINE = re.compile(r"^#\s*expected minutes:\s*(?P<entries>.*)$", re.IGNORECASE)
-EXPECTED_ENTRY = re.compile(r"^(?P<label>GPU|\d+-core CPU)\s+(?P<minutes>\d+(?:\.\d+)?|unmeasured)$")
-EXPECTED_FORM = "'# expected minutes: 2-core CPU 76, GPU unmeasured' (entries: 'GPU' or '<n>-core CPU', then minutes)"
+EXPECTED_ENTRY = re.compile(r"^(?P<label>GPU|\d+-core CPU(?: (?:%s))?)\s+(?P<minutes>\d+(?:\.\d+)?|unmeasured)$"
+                            % "|".join((*VECTOR_FLAGS, "no avx2")))
+EXPECTED_FORM = ("'# expected minutes: 2-core CPU avx512_bf16 48, 2-core CPU avx2 76, GPU unmeasured' (entries: 'GPU' "
+                 f"or '<n>-core CPU', optionally followed by one of {', '.join(VECTOR_FLAGS)}, then minutes)")
 
 
 def profile_path(name_or_file: str) -> Path:
@@ -106,11 +112,14 @@ def expected_minutes(profile_file: Path) -> dict[str, float | None]:
 def expected_duration(profile_file: Path, machine: Machine) -> str:
     """How long the whole profile should take on ``machine``, from the profile's measured table, in words."""
     entries = expected_minutes(profile_file)
-    label = "GPU" if machine.gpu else f"{machine.cores}-core CPU"
+    cpu = f"{machine.cores}-core CPU"
+    labels = ["GPU"] if machine.gpu else [f"{cpu} {machine.vector}"] * bool(machine.vector) + [cpu]  # kind first
     where = f"this machine ({machine.describe()})"
-    if entries.get(label) is not None:
+    label = next((label for label in labels if entries.get(label) is not None), None)
+    if label is not None:
         return f"about {entries[label]:.0f} min on {where}"
-    measured = [f"{minutes:.0f} min on a {other}" for other, minutes in entries.items() if minutes is not None]
+    measured = [f"{minutes:.0f} min on a {other.replace('CPU ', 'CPU with ')}" for other, minutes in entries.items()
+                if minutes is not None]
     elsewhere = f" (measured: {'; '.join(measured)})" if measured else ""
     return f"not measured on {where}{elsewhere}"
 
@@ -121,5 +130,6 @@ def default_profile(machine: Machine) -> tuple[str, str]:
         return "full", "No --profile given: using 'full' (a GPU is visible and ImageNet weights are available)."
     missing = ("no GPU is visible" if not machine.gpu
                else "ImageNet weights are neither in the Keras cache (~/.keras/models) nor downloadable")
-    return "cpu", (f"No --profile given: using 'cpu' (from scratch, reduced resolution; not the study's protocol) "
+    return "cpu", (f"No --profile given: using 'cpu' (from scratch at 96 px on a CPU, the exploratory study's protocol; "
+                   "not the published paper's: ImageNet weights at 224 px, profile 'full') "
                    f"because {missing}. Pass --profile to choose.")

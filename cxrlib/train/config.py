@@ -102,7 +102,3 @@ def _plain_weights(weights):
         return {arch: _plain_weights(choice) for arch, choice in weights.items()}
     return os.fspath(weights) if isinstance(weights, os.PathLike) else weights
 
-
-# The result fields added after runs were recorded, with the value every earlier run had: a run.json without one
-# of them was trained with this value (not necessarily today's default).
-ADDED_RESULT_FIELDS = {"youden_delta": 0.02, "split_seed": None, "weight_decay": 0.0, "augment_strength": 1.0}

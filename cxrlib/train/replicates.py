@@ -26,13 +26,17 @@ def copy_records(run_dir: Path, destination: Path) -> None:
         write_atomic(destination / name, lambda partial, source=run_dir / name: shutil.copyfile(source, partial))
 
 
+def replicate_config(arch: str, params: dict, seed: int, split_seed: int) -> TrainConfig:
+    """The TrainConfig of ``arch`` for one replicate of the profile ``params``: what its run.json records."""
+    return TrainConfig(arch=arch, name=arch, **train_config_values(params, seed, split_seed, arch))
+
+
 def train_replicate(arch: str, params: dict, seed: int, split_seed: int, frame: pd.DataFrame,
                     data_fingerprint: str) -> tuple[Path, dict]:
     """Train, resume or reuse the run of ``arch`` for one replicate (training seed ``seed``, patient split
     ``split_seed``) and copy its records next to the reports; returns its run directory and run.json record."""
     run_dir = replicate_dir(params["runs_dir"], arch, seed)
-    config = TrainConfig(arch=arch, name=arch, **train_config_values(params, seed, split_seed, arch))
-    record = train(frame, run_dir, config, data_fingerprint=data_fingerprint)
+    record = train(frame, run_dir, replicate_config(arch, params, seed, split_seed), data_fingerprint=data_fingerprint)
     copy_records(run_dir, replicate_dir(Path(params["report_dir"]) / RECORDS_DIR, arch, seed))
     return run_dir, record
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..contract import (HISTORY_FILE, LAST_WEIGHTS_FILE, LOGS_DIR, MODEL_FILE, RUN_FILES, RUN_RECORD_FILE,
-                        STATE_FILE)
+from ..contract import (ADDED_RESULT_FIELDS, HISTORY_FILE, LAST_WEIGHTS_FILE, LOGS_DIR, MODEL_FILE, RUN_FILES,
+                        RUN_RECORD_FILE, STATE_FILE)
 from ..files import write_atomic
-from .config import ADDED_RESULT_FIELDS, TrainConfig
+from .config import TrainConfig
 
 # The files an epoch commits -> the partial name each is written under first.
 PARTIAL_FILES = {LAST_WEIGHTS_FILE: "last.partial.weights.h5", MODEL_FILE: "model.partial.keras"}
