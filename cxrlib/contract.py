@@ -113,6 +113,9 @@ COMPARISON_PAGE = "comparison.html"  # the runner's page of comparison.csv
 SEEDS_FILE = "seeds.csv"  # one row per model, seed and threshold policy (notebook 04)
 STUDY_FILE = "study.json"  # the study plan's decision and expectations as measured (notebook 04, for the index)
 SEED_PAIRS_FIGURE = "seed_pairs.png"  # each replicate's paired values and the paired difference (notebook 04)
+FACTORIAL_FILE = "factorial.json"  # a factorial study's answer, cells, contrasts and expectations (notebook 04)
+FACTORIAL_FIGURE = "factorial.png"  # the factorial's cells and contrasts, every replicate (notebook 04)
+FACTORIAL_CELLS_FILE = "factorial_cells.csv"  # every cell's test metrics per replicate (notebook 04)
 ROC_FIGURE = "roc_curves.png"  # notebook 04's ROC curves, shown on the index
 
 # --- console ---------------------------------------------------------------------------------------

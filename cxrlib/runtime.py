@@ -60,13 +60,6 @@ def cpu_kind() -> str:
     return f"{cpu_model()} ({widest_vector_flag()})"
 
 
-def recorded_cpu(device: dict) -> str:
-    """The CPU a run.json ``device`` entry names, as ``cpu_kind`` would: 'AMD EPYC (avx512_bf16)', or the model
-    alone when the record lists no bf16 extension."""
-    bf16 = device.get("cpu_bf16") or []
-    return f"{device.get('cpu', 'unknown CPU')} ({', '.join(bf16)})" if bf16 else str(device.get("cpu", "unknown CPU"))
-
-
 def gpu_details() -> list[dict]:
     """Name and compute capability of each visible GPU (listing does not initialise the devices)."""
     import tensorflow as tf

@@ -368,3 +368,11 @@ def test_load_runs_refuses_a_replicate_whose_models_saw_other_validation_images(
     with pytest.raises(ValueError, match=r"the runs of seed 1 under .* used different validation splits "
                                          r"\(validation images differ\)"):
         compare.load_runs(tmp_path)
+
+
+def test_a_records_cpu_is_named_with_its_kind():
+    named = compare.runs.recorded_cpu
+    assert named({"cpu": "AMD EPYC", "cpu_kind": "AMD EPYC (avx2)", "cpu_bf16": []}) == "AMD EPYC (avx2)"
+    assert named({"cpu": "AMD EPYC", "cpu_bf16": ["avx512_bf16"]}) == "AMD EPYC (avx512_bf16)"  # older records
+    assert named({"cpu": "AMD EPYC", "cpu_bf16": []}) == "AMD EPYC"
+    assert named({}) == "unknown CPU"

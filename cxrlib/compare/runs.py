@@ -47,6 +47,11 @@ class Run:
         return recorded.get("policy"), {key: value for key, value in keywords.items() if value is not None}
 
     @property
+    def cpu(self) -> str:
+        """The CPU the run trained on as its run.json names it (``recorded_cpu``)."""
+        return recorded_cpu(self.info.get("device", {}))
+
+    @property
     def val(self) -> pd.DataFrame:
         """Validation rows (used only to choose the threshold)."""
         return self.predictions[self.predictions["subset"] == "val"].reset_index(drop=True)
@@ -60,6 +65,15 @@ class Run:
 
 
 # ---------------------------------------------------------------- loading
+
+def recorded_cpu(device: dict) -> str:
+    """The CPU a run.json ``device`` entry names, as ``cpu_kind`` would: its ``cpu_kind`` ('AMD EPYC (avx2)');
+    in records from before that key, the model with its bf16 extensions, or the model alone when it lists none."""
+    if device.get("cpu_kind"):
+        return str(device["cpu_kind"])
+    bf16 = device.get("cpu_bf16") or []
+    return f"{device.get('cpu', 'unknown CPU')} ({', '.join(bf16)})" if bf16 else str(device.get("cpu", "unknown CPU"))
+
 
 def _read_json(path: Path) -> dict:
     """The JSON object in ``path``; errors say which run file is missing or broken."""

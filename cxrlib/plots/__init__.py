@@ -25,7 +25,7 @@ from .gradcam import overlay_heatmap, plot_gradcam, source_overlay
 from .images import (display_image, plot_confident_errors, plot_intensity_histograms,
                      plot_sample_images, plot_sample_predictions, read_stored_image)
 from .search import plot_importances, plot_quality_vs_cost, plot_search_history
-from .study import plot_seed_pairs, seed_labels
+from .study import plot_factorial, plot_seed_pairs, seed_labels
 from .style import (CLASS_COLORS, KNOWN_MODELS, PALETTE, RIGHT, SAVE_DPI, STYLE, WRONG, finish, label, model_color,
                     new_figure, styled)
 from .training import HISTORY_METRICS, plot_history
@@ -36,6 +36,6 @@ __all__ = [
     "plot_calibration", "plot_class_counts", "plot_confident_errors", "plot_confusion_matrices", "plot_gradcam",
     "plot_history", "plot_image_sizes", "plot_images_per_patient", "plot_importances", "plot_intensity_histograms",
     "plot_label_rate_by_group", "plot_pr_curves", "plot_quality_vs_cost", "plot_roc_curves", "plot_sample_images",
-    "plot_sample_predictions", "plot_score_calibration", "plot_search_history", "plot_seed_pairs",
+    "plot_sample_predictions", "plot_score_calibration", "plot_search_history", "plot_seed_pairs", "plot_factorial",
     "plot_threshold_metrics", "read_stored_image", "seed_labels", "source_overlay", "styled",
 ]

@@ -65,3 +65,47 @@ def plot_seed_pairs(per_seed: pd.DataFrame, differences: pd.DataFrame, reference
         diff_ax.set(xticks=[0, 0.5], xticklabels=["replicates", f"mean, {level:.0%}\nt-interval"], xlim=(-0.4, 0.9),
                     title=f"{title_of(compared)} − {title_of(reference)}", ylabel=f"difference in {name}")
     return finish(figure, save_to)
+
+
+@styled
+def plot_factorial(per_cell: pd.DataFrame, values: pd.DataFrame, summary: pd.DataFrame,
+                   contrast_titles: Mapping[str, str],
+                   metrics: Sequence[str], metric_names: Mapping[str, str] | None = None,
+                   save_to: str | Path | None = None) -> Figure:
+    """Per metric: each architecture's value at each recipe, one faint line per replicate and the mean in bold
+    (left; parallel lines mean no interaction), and each contrast's per-replicate values with its mean, its 95%
+    interval (thick) and its Bonferroni interval (thin) (right).
+
+    ``per_cell``: ``factorial.cell_metrics`` rows; ``values``: ``factorial.contrast_values`` rows (one per contrast,
+    metric and replicate); ``summary``: ``factorial.summarise_contrasts`` rows.
+    """
+    names = dict(metric_names or {})
+    figure, axes = new_figure(len(metrics), 2, size=(3.9, 3.2), width_ratios=(1, 1.5))
+    recipes = list(dict.fromkeys(per_cell["recipe"]))
+    for (cells_ax, contrast_ax), metric in zip(axes, metrics):
+        name = names.get(metric, metric)
+        for arch, rows in per_cell.groupby("arch", sort=False):
+            wide = rows.pivot(index="seed", columns="recipe", values=metric)[recipes]
+            for _, replicate in wide.iterrows():
+                cells_ax.plot(range(len(recipes)), replicate, color=model_color(arch), alpha=0.25, linewidth=1)
+            cells_ax.plot(range(len(recipes)), wide.mean(), color=model_color(arch), linewidth=2.5, marker="o",
+                          label=title_of(arch))
+        cells_ax.set(xticks=range(len(recipes)), xticklabels=[f"recipe {recipe}" for recipe in recipes],
+                     xlim=(-0.3, len(recipes) - 0.7), ylabel=f"test {name}", title=f"{name}: each cell")
+        cells_ax.legend(fontsize=8)
+        rows = summary[summary["metric"] == metric].reset_index(drop=True)
+        contrast_ax.axhline(0, color="0.3", linewidth=1, linestyle=":")
+        for x, row in rows.iterrows():
+            replicates = values[(values["contrast"] == row["contrast"]) & (values["metric"] == metric)]["difference"]
+            contrast_ax.scatter(np.full(len(replicates), x - 0.18), replicates, color=PALETTE[2], s=16, zorder=2)
+            contrast_ax.errorbar([x], [row["mean"]], yerr=[[row["mean"] - row["adjusted_low"]],
+                                                           [row["adjusted_high"] - row["mean"]]],
+                                 fmt="none", color="0.5", capsize=3, linewidth=1)
+            contrast_ax.errorbar([x], [row["mean"]], yerr=[[row["mean"] - row["ci_low"]],
+                                                           [row["ci_high"] - row["mean"]]],
+                                 fmt="o", color="black", capsize=0, linewidth=3)
+        contrast_ax.set(xticks=range(len(rows)), xlim=(-0.6, len(rows) - 0.4), ylabel=f"difference in {name}",
+                        title="contrasts: 95% (thick), Bonferroni (thin) intervals")
+        contrast_ax.set_xticklabels([contrast_titles.get(c, c) for c in rows["contrast"]], rotation=30, ha="right",
+                                    fontsize=8)
+    return finish(figure, save_to)

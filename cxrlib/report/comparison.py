@@ -21,9 +21,10 @@ from cxrlib.contract import (ARCHS, COMPARISON_FILE, COMPARISON_MARKDOWN, GRADCA
 from cxrlib.files import write_atomic
 from cxrlib.params import notebook_parameters, policy_kwargs
 from cxrlib.report import discussion
-from cxrlib.report.format import (NAMES, POLICY_NAMES, display_table, headline_table, is_missing, markdown_table,
+from cxrlib.report import factorial as factorial_report
+from cxrlib.report.format import (NAMES, POLICY_NAMES, headline_table, is_missing, markdown_table,
                                   mean_sd_range, model_title, number, parameters_text, readable, value_text,
-                                  with_interval)
+                                  table_record, with_interval)
 from cxrlib.report.training import shown_parameters
 
 # Settings shown side by side for every model (a difference between models would show here).
@@ -40,7 +41,8 @@ class ComparisonSetup:
     runs: list[compare.Run]  # models and ensembles, every seed, thresholds by the pre-registered policy
     merged_rows: int
     focus_seed: int
-    plan: plan.StudyPlan | None  # the study plan the records belong to (parameter `study`), if any
+    plan: plan.StudyPlan | None  # the two-model study plan the records belong to (parameter `study`), if any
+    factorial: plan.FactorialPlan | None = None  # or the factorial plan whose own cells these records are
 
     def policy_kwargs(self) -> dict:
         """The parameters of the threshold policies, as the profile fixed them."""
@@ -82,10 +84,15 @@ def setup(namespace: dict) -> ComparisonSetup:
     with_ensembles = study.add_seed_ensembles(runs)
     runs = [compare.with_policy(run, params["threshold_policy"], **policy_kwargs(params)) for run in with_ensembles]
     seeds = sorted({run.seed for run in runs})
-    study_plan = plan.load_plan(params["study"]) if params["study"] else None
+    factorial_plan = (plan.load_factorial(params["study"])
+                      if params["study"] and plan.plan_kind(params["study"]) == "factorial" else None)
+    study_plan = plan.load_plan(params["study"]) if params["study"] and not factorial_plan else None
+    if factorial_plan and seeds != sorted(factorial_plan.seeds):
+        raise plan.PlanError(f"the records hold seeds {seeds} but the factorial study {factorial_plan.name!r} planned "
+                             f"{sorted(factorial_plan.seeds)}; it is read only when every replicate is committed")
     if study_plan:
         plan.check_runs(study_plan, seeds, params["threshold_policy"])
-    default_focus = study_plan.focus_seed if study_plan else seeds[0]
+    default_focus = (study_plan or factorial_plan).focus_seed if (study_plan or factorial_plan) else seeds[0]
     focus = params["focus_seed"] if params["focus_seed"] is not None else default_focus
     if focus not in seeds:
         raise ValueError(f"focus_seed = {focus} has no runs in {repo_relative(records)} (seeds: {seeds}); set "
@@ -96,9 +103,18 @@ def setup(namespace: dict) -> ComparisonSetup:
     fingerprinted = all(run.info.get("split_fingerprint") for run in runs if run.arch in ARCHS)
     print("one validation split per replicate, checked on: its validation images"
           + (" and split fingerprints" if fingerprinted else " (these run.json files predate split fingerprints)"))
-    if study_plan:
-        print(f"study plan: studies/{study_plan.name}.yaml ({study_plan.document})")
-    return ComparisonSetup(params, index, runs, len(dropped), focus, study_plan)
+    if study_plan or factorial_plan:
+        shown = study_plan or factorial_plan
+        print(f"study plan: studies/{shown.name}.yaml ({shown.document})" + (
+            "; a factorial study: the sections after its own describe this profile's two cells only" if factorial_plan
+            else ""))
+    return ComparisonSetup(params, index, runs, len(dropped), focus, study_plan, factorial_plan)
+
+
+def factorial_section(setup: ComparisonSetup) -> dict | None:
+    """The factorial study's section (``report.factorial``) when the records belong to a factorial plan; else
+    nothing (an earlier factorial's files are removed)."""
+    return factorial_report.section(setup.params, setup.index.images, setup.index.root, **setup.policy_kwargs())
 
 
 def runs_section(setup: ComparisonSetup) -> None:
@@ -132,7 +148,7 @@ def replicate_costs(runs: list[compare.Run]) -> pd.DataFrame:
     """Per replicate: the CPU(s) its models trained on and each model's training time in minutes."""
     rows = []
     for seed, seed_runs in study.runs_by_seed([run for run in runs if run.arch in ARCHS]).items():
-        cpus = sorted({runtime.recorded_cpu(run.info.get("device", {})) for run in seed_runs})
+        cpus = sorted({run.cpu for run in seed_runs})
         rows.append({"seed": seed, "CPU": ", ".join(cpus),
                      **{f"{model_title(run.name)} training (min)": run.info["timing"]["training"] / 60
                         for run in seed_runs}})
@@ -226,12 +242,6 @@ def index_within_group(setup: ComparisonSetup) -> pd.DataFrame:
     summary = within_group_summary(setup, ranges=False)
     return summary.loc[summary["group"] != "all", ["group", "model", "NORMAL", "PNEUMONIA", "roc_auc", "accuracy",
                                                    "always PNEUMONIA: accuracy"]]
-
-
-def table_record(frame: pd.DataFrame) -> dict:
-    """A table as the index shows it: readable headers and cells (``display_table``), JSON-ready."""
-    table = display_table(frame)
-    return {"headers": list(table.headers), "rows": [list(row) for row in table.rows]}
 
 
 def per_seed_section(setup: ComparisonSetup) -> None:
@@ -395,4 +405,7 @@ def gradcam_section(setup: ComparisonSetup, disagree: pd.DataFrame) -> None:
 
 def discussion_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> None:
     """The discussion, every number computed from the tables above."""
-    display(Markdown(discussion.discussion(setup.runs, tables, setup.params["threshold_policy"], setup.reference)))
+    planned = ({(setup.plan.compared, setup.plan.reference)} if setup.plan
+               else set() if setup.factorial else None)
+    display(Markdown(discussion.discussion(setup.runs, tables, setup.params["threshold_policy"], setup.reference,
+                                           planned)))

@@ -120,20 +120,26 @@ def _summary_row(tables: dict[str, pd.DataFrame], model: str, metric: str) -> pd
     return rows.iloc[0]
 
 
-def _difference_words(row: pd.Series) -> str:
-    """What the t-interval of one paired difference allows us to say (the pre-registered decision rule)."""
+def _difference_words(row: pd.Series, decides: bool = True) -> str:
+    """What the t-interval of one paired difference allows us to say: the decision rule's words where the
+    comparison ``decides`` (a plan's comparison, or any when there is no plan), else a description without them."""
     what = f"{model_title(row['model'])} − {model_title(row['reference'])} in {NAMES[row['metric']]}"
     interval = with_interval(row["mean_difference"], row["ci_low"], row["ci_high"], 4)
     if is_missing(row["ci_low"]):
         return f"{what}: {interval} (one seed: no interval across seeds)"
+    if not decides:
+        side = "excludes" if row["ci_low"] > 0 or row["ci_high"] < 0 else "includes"
+        return f"{what}: {interval}; the interval {side} 0 (descriptive: a comparison the plan did not make)"
     if row["ci_low"] > 0 or row["ci_high"] < 0:
         better = row["model"] if row["ci_low"] > 0 else row["reference"]
         return f"{what}: {interval}; the interval excludes 0, so {model_title(better)} is better here"
     return f"{what}: {interval}; the interval includes 0, so the study detects no difference"
 
 
-def discussion(runs: Sequence[compare.Run], tables: dict[str, pd.DataFrame], policy: str, reference: str) -> str:
-    """The discussion in Markdown: setup, headline per model, paired differences, ensemble, limits."""
+def discussion(runs: Sequence[compare.Run], tables: dict[str, pd.DataFrame], policy: str, reference: str,
+               planned: set[tuple[str, str]] | None = None) -> str:
+    """The discussion in Markdown: setup, headline per model, paired differences, ensemble, limits. With a plan,
+    ``planned`` holds its (compared, reference) pairs: only those get decision words, the rest are descriptive."""
     models = list(dict.fromkeys(model_of(run.arch, run.name) for run in runs))
     trained = [run for run in runs if run.arch != ENSEMBLE]
     from_scratch = not any(run.info["config"]["weights"] for run in trained)
@@ -153,7 +159,8 @@ def discussion(runs: Sequence[compare.Run], tables: dict[str, pd.DataFrame], pol
                      f"({spread}).")
     lines.append("")
     differences = tables["difference_summary"]
-    lines += [f"- {_difference_words(row)}." for _, row in differences.iterrows()] or [f"- {DASH}"]
+    lines += [f"- {_difference_words(row, planned is None or (row['model'], row['reference']) in planned)}."
+              for _, row in differences.iterrows()] or [f"- {DASH}"]
     lines += ["", "**Limits.** One test folder from one hospital; the data copy's stored image sizes are tied to the "
               "label (see the within-group view above and notebook 1). "
               + ("These models were trained from scratch at reduced resolution, not with the published protocol "

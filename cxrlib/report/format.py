@@ -199,3 +199,9 @@ def headline_table(comparison: pd.DataFrame) -> pd.DataFrame:
         shown[metric] = [mean_sd_range(*row) for row in
                          comparison[[f"{metric}_{stat}" for stat in STATISTICS]].to_numpy()]
     return shown
+
+
+def table_record(frame: pd.DataFrame) -> dict:
+    """A table as the index shows it: readable headers and cells (``display_table``), JSON-ready."""
+    table = display_table(frame)
+    return {"headers": list(table.headers), "rows": [list(row) for row in table.rows]}

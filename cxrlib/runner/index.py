@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from cxrlib.contract import (COMPARISON_FILE, COMPARISON_MARKDOWN, COMPARISON_PAGE, INDEX_PAGE, REPO_ROOT,
-                             ROC_FIGURE, RUN_LOG_FILE, RUNNER_RECORD_FILE, SEED_PAIRS_FIGURE, SEEDS_FILE,
-                             STUDY_FILE)
+from cxrlib.contract import (COMPARISON_FILE, COMPARISON_MARKDOWN, COMPARISON_PAGE, FACTORIAL_FIGURE, FACTORIAL_FILE,
+                             INDEX_PAGE, REPO_ROOT, ROC_FIGURE, RUN_LOG_FILE, RUNNER_RECORD_FILE, SEED_PAIRS_FIGURE,
+                             SEEDS_FILE, STUDY_FILE)
 from cxrlib.files import write_atomic
 from cxrlib.report.format import POLICY_NAMES, Table, display_table, headline_table, value_text
 from cxrlib.runtime import version_text
@@ -24,7 +24,8 @@ from cxrlib.runner.pages import render, write_table_page
 
 # What the index's template links to, by name (the files themselves are named in cxrlib.contract).
 LINKED_FILES = {"comparison_page": COMPARISON_PAGE, "comparison_file": COMPARISON_FILE, "roc_figure": ROC_FIGURE,
-                "run_log": RUN_LOG_FILE, "runner_record": RUNNER_RECORD_FILE, "seed_pairs": SEED_PAIRS_FIGURE}
+                "run_log": RUN_LOG_FILE, "runner_record": RUNNER_RECORD_FILE, "seed_pairs": SEED_PAIRS_FIGURE,
+                "factorial_figure": FACTORIAL_FIGURE}
 # comparison.csv from before the seed study: one row per model, metrics with bootstrap intervals.
 CI_HEADLINE = ("model", "accuracy", "roc_auc", "sensitivity", "specificity", "macro_f1", "threshold")
 SEED_COLUMNS_HIDDEN = ("policy", "is_primary")  # the caption names the policy instead
@@ -79,6 +80,20 @@ def study_record(report_dir: Path) -> dict | None:
     if beside:
         beside["table"] = Table(beside["table"]["headers"], beside["table"]["rows"])
         beside["plan_href"] = Path(os.path.relpath(REPO_ROOT / beside["plan"], report_dir)).as_posix()
+    return record
+
+
+def factorial_record(report_dir: Path) -> dict | None:
+    """factorial.json (a factorial study's answer, cells, contrasts, costs and expectations as notebook 04 measured
+    them), each table as a ``Table`` and the plan's files as links; None without one."""
+    path = report_dir / FACTORIAL_FILE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    for key in ("cells", "contrasts", "costs", "expectations"):
+        record[key] = Table(record[key]["headers"], record[key]["rows"])
+    for key in ("plan", "document"):
+        record[f"{key}_href"] = Path(os.path.relpath(REPO_ROOT / record[key], report_dir)).as_posix()
     return record
 
 
@@ -141,6 +156,7 @@ def write_index(report_dir: Path, record: dict, description: str) -> Path:
     page = render("index.html.j2", title=f"cxr-compare reports: profile {record['profile']}", nav=nav,
                   record=record, description=description, notes=notes, headline=headline(report_dir),
                   seeds=seed_table(report_dir), study=study_record(report_dir), searches=search_reports(report_dir),
+                  factorial=factorial_record(report_dir),
                   names=LINKED_FILES, present=present, compare_report=compare_report, reports=reports,
                   version=version_text(record["code_version"]), duration_text=duration_text,
                   when_text=when_text, parameters={k: value_text(v) for k, v in record["parameters"].items()},
