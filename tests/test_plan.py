@@ -216,3 +216,42 @@ def test_a_bad_factorial_plan_is_refused_naming_the_file_and_key(studies_dir, ch
     with pytest.raises(plan.PlanError, match=message) as error:
         plan.load_factorial(write_plan(studies_dir, {**FACTORIAL, **change}))
     assert "test.yaml" in str(error.value)
+
+
+def fake_run(arch: str, **config):
+    """A Run with a training config (what recipe_sentence reads) and fake predictions."""
+    from cxrlib import compare
+    from test_compare import fake_predictions
+
+    shared = {"weights": None, "image_size": 96, "epochs": 8, "learning_rate": 0.001, "dropout": 0.5}
+    return compare.Run(arch, arch, {"config": {**shared, **config}, "seed": 11}, fake_predictions(), 0.5)
+
+
+def test_the_decision_says_each_models_recipe_up_front(studies_dir):
+    mixed = discussion.recipe_sentence([fake_run("resnet50"), fake_run("densenet121", image_size=128, epochs=10)],
+                                       tuned=("densenet121",))
+    assert mixed == ("ResNet-50 at the shared recipe (96 px, 8 epochs) and DenseNet-121 at its tuned recipe (128 px, "
+                     "10 epochs), both trained from scratch: the difference between them mixes architecture and recipe.")
+    shared = discussion.recipe_sentence([fake_run("resnet50"), fake_run("densenet121")])
+    assert shared == "Both models trained from scratch at one shared recipe (96 px, 8 epochs); only the architecture differs."
+    loaded = plan.load_plan(write_plan(studies_dir, VALID))
+    summary = study.summarise_differences(study.seed_differences(per_seed_rows(0.02), "resnet50", "fixed"))
+    lead, details = discussion.decision(loaded, summary, mixed)
+    assert details.startswith(mixed) and "from scratch" not in lead
+
+
+def test_only_the_plans_comparison_gets_decision_words(studies_dir):
+    per_seed = per_seed_rows(0.02)
+    differences = pd.concat([study.seed_differences(per_seed, "resnet50", "fixed"),
+                             study.seed_differences(per_seed, "densenet121", "fixed", models=["ensemble"])])
+    summary = study.summarise_differences(differences)
+    table = discussion.difference_table(summary, {("densenet121", "resnet50")})
+    roles = dict(zip(table["comparison"] + " " + table["metric"], table["role"]))
+    assert roles["DenseNet-121 − ResNet-50 ROC-AUC"] == "planned: decides"
+    assert roles["ensemble (mean) − DenseNet-121 ROC-AUC"] == "not planned: descriptive"
+    assert "sign test p (smallest possible)" in table.columns
+    tables = {"summary": study.summarise_seeds(per_seed), "difference_summary": summary}
+    runs = [fake_run("resnet50"), fake_run("densenet121")]
+    text = discussion.discussion(runs, tables, "fixed", "resnet50", {("densenet121", "resnet50")})
+    ensemble_line = next(line for line in text.splitlines() if line.startswith("- ensemble (mean) − ResNet-50"))
+    assert "better" not in ensemble_line and "descriptive" in ensemble_line

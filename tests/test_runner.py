@@ -699,3 +699,20 @@ def test_command_line_reports_a_bad_profile_and_exits_1(tmp_path, capsys, root_l
     bad = write_profile(tmp_path / "bad.yaml", epochs="three")
     assert cli.main(["--profile", str(bad), "--reports-dir", str(tmp_path / "r"), "--runs-dir", str(tmp_path / "x")]) == 1
     assert "error: invalid notebook parameters" in capsys.readouterr().out and not (tmp_path / "r").exists()
+
+
+def test_an_earlier_studys_index_names_the_studies_planned_from_it(tmp_path):
+    """The exploratory index links the confirmatory study (planned beside it) with its decision; the confirmatory
+    index links the factorial study that completes it (its plan until it is rendered, then its index)."""
+    import shutil
+
+    report_dir = tmp_path / "cpu"
+    report_dir.mkdir()
+    shutil.copy(REPO_ROOT / "reports" / "cpu" / "study.json", report_dir)
+    page = index.write_index(report_dir, fabricated_record(), "unused").read_text()
+    banner = page[page.index("A later study was planned from this one"):]
+    assert banner.index("Confirmatory study: seven replicates") < banner.index("</p>")
+    confirmatory = REPO_ROOT / "reports" / "cpu-confirmatory"
+    later = index.later_studies(confirmatory, index.study_record(confirmatory))
+    assert len(later) == 1 and later[0]["href"] in ("../../docs/FACTORIAL.md", "../cpu-factorial/index.html")
+

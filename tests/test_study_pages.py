@@ -124,3 +124,4 @@ def test_a_plan_shows_its_earlier_study_beside_it_not_pooled(real_data_dir, tmp_
     page = index.write_index(report_dir, fabricated_record(), "unused").read_text()
     assert "Beside the earlier study, not pooled" in page and "0.9616\u00a0±\u00a00.0043 (5)" in page
     assert "This study is <em>confirmatory</em>" in page and "<em>exploratory</em>" not in page
+

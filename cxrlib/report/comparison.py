@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from IPython.display import Markdown, display
 
 from cxrlib import compare, data, explain, models, plan, plots, runtime, study
-from cxrlib.contract import (ARCHS, COMPARISON_FILE, COMPARISON_MARKDOWN, GRADCAM_FILE, HEADLINE_METRICS, MODEL_FILE,
-                             PROFILES_DIR, RECORDS_DIR, REPO_ROOT, ROC_FIGURE, SEED_PAIRS_FIGURE, SEEDS_FILE,
-                             STUDY_FILE, model_of, replicate_dir, repo_relative)
+from cxrlib.contract import (ARCHS, COMPARISON_FILE, COMPARISON_MARKDOWN, ENSEMBLE, GRADCAM_FILE, HEADLINE_METRICS,
+                             MODEL_FILE, PROFILES_DIR, RECORDS_DIR, REPO_ROOT, ROC_FIGURE, SEED_PAIRS_FIGURE,
+                             SEEDS_FILE, STUDY_FILE, model_of, replicate_dir, repo_relative)
 from cxrlib.files import write_atomic
 from cxrlib.params import notebook_parameters, policy_kwargs
 from cxrlib.report import discussion
@@ -57,6 +58,13 @@ class ComparisonSetup:
     def reference(self) -> str:
         """The model the others are compared with: the first architecture of the registry that has runs."""
         return next(name for name in self.models if name in ARCHS)
+
+    def planned_pairs(self) -> set[tuple[str, str]] | None:
+        """The (compared, reference) pairs the plan decides: the two-model plan's pair, none for a factorial plan's
+        own cells, None without a plan (every difference is then read by the decision rule)."""
+        if self.plan:
+            return {(self.plan.compared, self.plan.reference)}
+        return set() if self.factorial else None
 
     def focus_runs(self) -> list[compare.Run]:
         """The runs of the seed shown image by image."""
@@ -160,6 +168,11 @@ def study_section(setup: ComparisonSetup) -> dict[str, pd.DataFrame]:
     comparison.csv and the headline as shown (comparison.md) next to the report."""
     trained = [run for run in setup.runs if run.arch in ARCHS]  # seed_study adds each seed's ensemble itself
     tables = study.seed_study(trained, setup.params["threshold_policy"], setup.reference, **setup.policy_kwargs())
+    if setup.plan:  # the ensemble against the plan's other model too: a comparison the plan did not make
+        against_compared = study.seed_differences(tables["per_seed"], setup.plan.compared,
+                                                  setup.params["threshold_policy"], models=[ENSEMBLE])
+        tables["differences"] = pd.concat([tables["differences"], against_compared], ignore_index=True)
+        tables["difference_summary"] = study.summarise_differences(tables["differences"])
     summary = tables["summary"][tables["summary"]["is_primary"]]
     headline = summary.pivot(index="model", columns="metric", values=["mean", "sd", "min", "max", "n_seeds"])
     headline = headline.reindex(setup.models)
@@ -182,11 +195,18 @@ def study_section(setup: ComparisonSetup) -> dict[str, pd.DataFrame]:
     return tables
 
 
+def tuned_archs(profile: str) -> list[str]:
+    """The architectures a profile gives their own recipe (its ``recipes`` entry): the others train at the shared
+    one."""
+    return list(yaml.safe_load((PROFILES_DIR / f"{profile}.yaml").read_text()).get("recipes") or {})
+
+
 def plan_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> None:
     """The plan's decision in one sentence, the figure of the replicates, and every expectation stated in advance,
     met or not; writes them (study.json, seed_pairs.png) for the index."""
     study_plan, report_dir = setup.plan, Path(setup.params["report_dir"])
-    lead, details = discussion.decision(study_plan, tables["difference_summary"])
+    recipes = discussion.recipe_sentence(setup.runs, tuple(tuned_archs(study_plan.profile)))
+    lead, details = discussion.decision(study_plan, tables["difference_summary"], recipes)
     display(Markdown(f"**{lead}** {details}"))
     per_seed = tables["per_seed"][tables["per_seed"]["is_primary"]]
     compared = tables["difference_summary"][tables["difference_summary"]["model"] == study_plan.compared]
@@ -198,7 +218,7 @@ def plan_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> Non
     display(Markdown("**Expected in advance** (the plan's list, each reported met or not):"))
     display(readable(expectations))
     beside = beside_section(setup, tables) if study_plan.beside else None
-    differences = discussion.difference_table(tables["difference_summary"])
+    differences = discussion.difference_table(tables["difference_summary"], setup.planned_pairs())
     record = {"title": study_plan.title, "kind": study_plan.kind, "plan": f"studies/{study_plan.name}.yaml",
               "document": study_plan.document, "document_added": runtime.adding_commit(study_plan.document),
               "seeds": list(study_plan.seeds), "policy": POLICY_NAMES[study_plan.primary_policy],
@@ -232,8 +252,8 @@ def beside_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> p
     return table
 
 
-INDEX_DIFFERENCE_COLUMNS = ["comparison", "metric", "mean difference (95% t-interval)", "seeds won / lost",
-                            "Wilcoxon p (smallest possible)"]  # the sign test stays in the report
+INDEX_DIFFERENCE_COLUMNS = ["comparison", "role", "metric", "mean difference (95% t-interval)", "seeds won / lost",
+                            "Wilcoxon p (smallest possible)", "sign test p (smallest possible)"]
 
 
 def index_within_group(setup: ComparisonSetup) -> pd.DataFrame:
@@ -259,7 +279,7 @@ def per_seed_section(setup: ComparisonSetup) -> None:
 def differences_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> None:
     """Paired differences to the reference model across seeds (t-interval, Wilcoxon, sign test), then each seed's
     own paired tests (image-level McNemar and DeLong, patient-bootstrap intervals)."""
-    display(readable(discussion.difference_table(tables["difference_summary"])))
+    display(readable(discussion.difference_table(tables["difference_summary"], setup.planned_pairs())))
     rows = []
     for seed, seed_runs in study.runs_by_seed(setup.runs).items():
         reference = next(run for run in seed_runs if run.arch == setup.reference)
@@ -405,7 +425,5 @@ def gradcam_section(setup: ComparisonSetup, disagree: pd.DataFrame) -> None:
 
 def discussion_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> None:
     """The discussion, every number computed from the tables above."""
-    planned = ({(setup.plan.compared, setup.plan.reference)} if setup.plan
-               else set() if setup.factorial else None)
     display(Markdown(discussion.discussion(setup.runs, tables, setup.params["threshold_policy"], setup.reference,
-                                           planned)))
+                                           setup.planned_pairs())))

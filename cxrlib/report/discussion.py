@@ -11,6 +11,7 @@ import pandas as pd
 
 from cxrlib import compare
 from cxrlib.contract import ENSEMBLE, model_of
+from cxrlib.params import RECIPE_PARAMETERS
 from cxrlib.plan import StudyPlan
 from cxrlib.report.format import (DASH, NAMES, POLICY_NAMES, is_missing, mean_sd_range, model_title, number, p_value,
                                   with_interval)
@@ -21,10 +22,11 @@ def across_seeds(row: pd.Series) -> str:
     return mean_sd_range(row["mean"], row["sd"], row["min"], row["max"])
 
 
-def difference_table(summary: pd.DataFrame) -> pd.DataFrame:
+def difference_table(summary: pd.DataFrame, planned: set[tuple[str, str]] | None = None) -> pd.DataFrame:
     """The paired differences across seeds for readers: mean, 95% t-interval, who won how often, Wilcoxon and
-    sign tests (each with the smallest p-value its number of seeds allows)."""
-    return pd.DataFrame({
+    sign tests (each with the smallest p-value its number of seeds allows); with a plan, whether each comparison
+    is the plan's (``planned``: its (compared, reference) pairs) or descriptive."""
+    table = pd.DataFrame({
         "comparison": [f"{model_title(m)} − {model_title(r)}" for m, r in zip(summary["model"], summary["reference"])],
         "metric": summary["metric"].map(NAMES),
         "seeds": summary["n_seeds"],
@@ -37,6 +39,10 @@ def difference_table(summary: pd.DataFrame) -> pd.DataFrame:
         "sign test p (smallest possible)": [f"{p_value(p)} ({p_value(floor)})" for p, floor in
                                             summary[["sign_test_p", "min_attainable_p"]].to_numpy()],
     })
+    if planned is not None:
+        table.insert(1, "role", ["planned: decides" if pair in planned else "not planned: descriptive"
+                                 for pair in zip(summary["model"], summary["reference"])])
+    return table
 
 
 def between_studies_table(between: pd.DataFrame, title: str, earlier_title: str) -> pd.DataFrame:
@@ -120,7 +126,7 @@ def _summary_row(tables: dict[str, pd.DataFrame], model: str, metric: str) -> pd
     return rows.iloc[0]
 
 
-def _difference_words(row: pd.Series, decides: bool = True) -> str:
+def _difference_words(row: pd.Series, decides: bool = True, mixed: bool = False) -> str:
     """What the t-interval of one paired difference allows us to say: the decision rule's words where the
     comparison ``decides`` (a plan's comparison, or any when there is no plan), else a description without them."""
     what = f"{model_title(row['model'])} − {model_title(row['reference'])} in {NAMES[row['metric']]}"
@@ -132,7 +138,9 @@ def _difference_words(row: pd.Series, decides: bool = True) -> str:
         return f"{what}: {interval}; the interval {side} 0 (descriptive: a comparison the plan did not make)"
     if row["ci_low"] > 0 or row["ci_high"] < 0:
         better = row["model"] if row["ci_low"] > 0 else row["reference"]
-        return f"{what}: {interval}; the interval excludes 0, so {model_title(better)} is better here"
+        recipe = (" at its recipe (architecture and recipe together: the two trained at different recipes)"
+                  if mixed else "")
+        return f"{what}: {interval}; the interval excludes 0, so {model_title(better)}{recipe} is better here"
     return f"{what}: {interval}; the interval includes 0, so the study detects no difference"
 
 
@@ -159,7 +167,8 @@ def discussion(runs: Sequence[compare.Run], tables: dict[str, pd.DataFrame], pol
                      f"({spread}).")
     lines.append("")
     differences = tables["difference_summary"]
-    lines += [f"- {_difference_words(row, planned is None or (row['model'], row['reference']) in planned)}."
+    mixed = len({tuple(run.info["config"].get(key) for key in RECIPE_PARAMETERS) for run in trained}) > 1
+    lines += [f"- {_difference_words(row, planned is None or (row['model'], row['reference']) in planned, mixed)}."
               for _, row in differences.iterrows()] or [f"- {DASH}"]
     lines += ["", "**Limits.** One test folder from one hospital; the data copy's stored image sizes are tied to the "
               "label (see the within-group view above and notebook 1). "
@@ -198,9 +207,26 @@ def _verdict(row: pd.Series) -> str | None:
     return row["reference"] if row["ci_high"] < 0 else None
 
 
-def decision(plan: StudyPlan, difference_summary: pd.DataFrame) -> tuple[str, str]:
+def recipe_sentence(runs: Sequence[compare.Run], tuned: Sequence[str] = ()) -> str:
+    """How the models trained, said up front: one shared recipe, or each model's (``tuned`` names the architectures
+    a profile's ``recipes`` gave their own), with the warning that different recipes mix with architecture."""
+    trained = {model_of(run.arch, run.name): run.info["config"] for run in runs if run.arch != ENSEMBLE}
+    start = "from scratch" if not any(config.get("weights") for config in trained.values()) else "from ImageNet weights"
+    sizes = {model: f"{config['image_size']} px, {config['epochs']} epochs" for model, config in trained.items()}
+    recipes = {model: tuple(config.get(key) for key in RECIPE_PARAMETERS) for model, config in trained.items()}
+    if len(set(recipes.values())) == 1:
+        return (f"Both models trained {start} at one shared recipe ({next(iter(sizes.values()))}); only the "
+                "architecture differs.")
+    each = " and ".join(f"{model_title(model)} at {'its tuned' if model in tuned else 'the shared'} recipe "
+                        f"({size})" for model, size in sizes.items())
+    return (f"{each[0].upper() + each[1:]}, both trained {start}: the difference between them mixes architecture "
+            "and recipe.")
+
+
+def decision(plan: StudyPlan, difference_summary: pd.DataFrame, recipes: str = "") -> tuple[str, str]:
     """The study's decision in one sentence, and the numbers behind it: the plan's rule (a model is better only
-    when the t-interval of the paired difference excludes 0) applied to each of its decision metrics."""
+    when the t-interval of the paired difference excludes 0) applied to each of its decision metrics; ``recipes``
+    (``recipe_sentence``) says up front how the models trained."""
     rows = difference_summary[(difference_summary["model"] == plan.compared)
                               & (difference_summary["reference"] == plan.reference)].set_index("metric")
     pair = f"{model_title(plan.compared)} and {model_title(plan.reference)}"
@@ -218,7 +244,7 @@ def decision(plan: StudyPlan, difference_summary: pd.DataFrame) -> tuple[str, st
     decided = any("higher" in verdict for verdict in verdicts)
     lead = "; ".join(verdicts) if decided else f"the study detects no difference between {pair}"
     return (f"{plan.title}. {lead[0].upper() + lead[1:]}.",
-            "; ".join(details) + f". The rule, fixed in {plan.document} before the replicates ran: a model is better "
+            (f"{recipes} " if recipes else "") + "; ".join(details) + f". The rule, fixed in {plan.document} before the replicates ran: a model is better "
             "only when the interval excludes 0" + ("; otherwise the interval bounds the difference the study leaves "
                                                    "possible." if not decided else "."))
 

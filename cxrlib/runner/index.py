@@ -13,10 +13,11 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from cxrlib.contract import (COMPARISON_FILE, COMPARISON_MARKDOWN, COMPARISON_PAGE, FACTORIAL_FIGURE, FACTORIAL_FILE,
                              INDEX_PAGE, REPO_ROOT, ROC_FIGURE, RUN_LOG_FILE, RUNNER_RECORD_FILE, SEED_PAIRS_FIGURE,
-                             SEEDS_FILE, STUDY_FILE)
+                             SEEDS_FILE, STUDIES_DIR, STUDY_FILE)
 from cxrlib.files import write_atomic
 from cxrlib.report.format import POLICY_NAMES, Table, display_table, headline_table, value_text
 from cxrlib.runtime import version_text
@@ -81,6 +82,27 @@ def study_record(report_dir: Path) -> dict | None:
         beside["table"] = Table(beside["table"]["headers"], beside["table"]["rows"])
         beside["plan_href"] = Path(os.path.relpath(REPO_ROOT / beside["plan"], report_dir)).as_posix()
     return record
+
+
+def later_studies(report_dir: Path, study: dict | None) -> list[dict]:
+    """The studies planned from this one (plans naming it as ``beside``, or as holding a factorial's cells), each
+    with its decision or answer as its own report states it (else its title and plan) and a link to its index."""
+    if not study:
+        return []
+    name = Path(study["plan"]).stem
+    found = []
+    for path in sorted(STUDIES_DIR.glob("*.yaml")):
+        values = yaml.safe_load(path.read_text()) or {}
+        holders = {holder for row in (values.get("cells") or {}).values() for holder in row.values()}
+        if values.get("beside") != name and name not in holders:
+            continue
+        later_dir = REPO_ROOT / "reports" / str(values.get("profile"))
+        said = [json.loads(record.read_text()).get(key) for record, key in
+                ((later_dir / STUDY_FILE, "decision"), (later_dir / FACTORIAL_FILE, "answer")) if record.is_file()]
+        target = later_dir / INDEX_PAGE if said else REPO_ROOT / str(values.get("document"))
+        found.append({"text": said[0] if said else f"{values.get('title')} (running; its plan: {values.get('document')})",
+                      "href": Path(os.path.relpath(target, report_dir)).as_posix()})
+    return found
 
 
 def factorial_record(report_dir: Path) -> dict | None:
@@ -156,7 +178,7 @@ def write_index(report_dir: Path, record: dict, description: str) -> Path:
     page = render("index.html.j2", title=f"cxr-compare reports: profile {record['profile']}", nav=nav,
                   record=record, description=description, notes=notes, headline=headline(report_dir),
                   seeds=seed_table(report_dir), study=study_record(report_dir), searches=search_reports(report_dir),
-                  factorial=factorial_record(report_dir),
+                  factorial=factorial_record(report_dir), later=later_studies(report_dir, study_record(report_dir)),
                   names=LINKED_FILES, present=present, compare_report=compare_report, reports=reports,
                   version=version_text(record["code_version"]), duration_text=duration_text,
                   when_text=when_text, parameters={k: value_text(v) for k, v in record["parameters"].items()},
