@@ -226,3 +226,41 @@ def test_the_comparison_without_records_names_the_committed_study_to_read(tmp_pa
     namespace.update(profile="smoke", report_dir=str(tmp_path / "empty"), runs_dir=str(tmp_path / "runs"))
     with pytest.raises(FileNotFoundError, match=r'report_dir = "\.\./reports/cpu"'):
         comparison.setup(namespace)
+
+
+@pytest.mark.parametrize("name, value, shown", [
+    ("weights", None, "none (from scratch)"), ("train_base", True, "yes"), ("augment", False, "no"),
+    ("learning_rate", 0.000320526, "0.000321"), ("lr_schedule", "cosine", "cosine"),
+    ("threshold_policy", "youden_midpoint", "Youden plateau midpoint"), ("seeds", [2001, 2002], "2001, 2002"),
+    ("subsample_per_class", None, "all images"), ("split_seed", None, "the replicate's seed"),
+    ("recipes", {"densenet121": {"image_size": 128, "learning_rate": 0.000320526}},
+     "DenseNet-121: image size 128, learning rate 0.000321"),
+])
+def test_a_setting_reads_as_words_not_yaml(name, value, shown):
+    from cxrlib.report.format import setting_text
+
+    assert setting_text(name, value) == shown
+
+
+def test_the_index_parameters_read_as_words_with_the_profile_file_for_exact_values(tmp_path):
+    from cxrlib.runner import index
+    from test_runner import fabricated_record
+
+    page = index.write_index(tmp_path, fabricated_record(), "A description.").read_text()
+    parameters = page[page.index("Profile parameters of the last run"):]
+    assert "null" not in parameters and "true" not in parameters
+    assert "<th scope=\"row\">Learning rate</th><td>0.001</td>" in parameters
+    assert "found by cxrlib" in parameters and "1, 2" in parameters
+
+
+def test_columns_that_never_vary_become_a_sentence():
+    from cxrlib.report.format import Table, without_constant_columns
+
+    table = Table(["Model", "Seed", "Threshold", "Test images", "ROC-AUC"],
+                  [["ResNet-50", "1", "0.500", "618", "0.960"], ["DenseNet-121", "1", "0.500", "618", "0.950"]])
+    shown, same = without_constant_columns(table)
+    assert shown.headers == ["Model", "ROC-AUC"]
+    assert same == "The same in every row: seed 1; threshold 0.500; test images 618."
+    single = Table(["Model", "Threshold"], [["ResNet-50", "0.500"]])
+    assert without_constant_columns(single) == (single, "")
+    assert mean_sd_range(0.5, 0.0, 0.5, 0.5) == "0.500"

@@ -437,7 +437,7 @@ def test_index_shows_readable_tables_the_roc_figure_and_resolvable_links(tmp_pat
     assert "fixed 0.5" in page and "0.961" in page and "1,624" in page and "0.310" not in page
     assert "2,930 MB" in page and "1 h 16 min" in page and "26 Nov 2026, 02:21" in page
     assert "38ecd93 (modified)" in page and "-dirty" not in page and "sampling_seed=43" in page
-    assert "<code>[1, 2]</code>" in page and "<code>null</code>" in page
+    assert "<th scope=\"row\">Seeds</th><td>1, 2</td>" in page and "null" not in page
     assert "NaN" not in page and "nan<" not in page and "train_time_s" not in page and "roc_auc" not in page
     assert 'class="cxr-bar"' in page and 'href="01_data_exploration.html"' in page
     assert all((tmp_path / link).is_file() for link in local_links(page)), local_links(page)
@@ -709,7 +709,7 @@ def test_an_earlier_studys_index_names_the_studies_planned_from_it(tmp_path):
     report_dir = tmp_path / "cpu"
     report_dir.mkdir()
     shutil.copy(REPO_ROOT / "reports" / "cpu" / "study.json", report_dir)
-    page = index.write_index(report_dir, fabricated_record(), "unused").read_text()
+    page = index.write_index(report_dir, fabricated_record(), "unused").read_text()  # outside the repository: no link
     banner = page[page.index("A later study was planned from this one"):]
     assert banner.index("Confirmatory study: seven replicates") < banner.index("</p>")
     confirmatory = REPO_ROOT / "reports" / "cpu-confirmatory"

@@ -24,13 +24,14 @@ from cxrlib.params import notebook_parameters, policy_kwargs
 from cxrlib.report import discussion
 from cxrlib.report import factorial as factorial_report
 from cxrlib.report.format import (NAMES, POLICY_NAMES, headline_table, is_missing, markdown_table,
-                                  mean_sd_range, model_title, number, parameters_text, readable, value_text,
-                                  table_record, with_interval)
+                                  column_label, mean_sd_range, model_title, number, parameters_text, readable,
+                                  setting_text, table_record, with_interval)
 from cxrlib.report.training import shown_parameters
 
 # Settings shown side by side for every model (a difference between models would show here).
 SETTINGS = ("image_size", "weights", "train_base", "epochs", "finetune_epochs", "batch_size", "learning_rate",
-            "lr_schedule", "label_smoothing", "augment", "head_units", "dropout", "precision")
+            "lr_schedule", "weight_decay", "label_smoothing", "augment", "augment_strength", "head_units", "dropout",
+            "precision")
 
 
 @dataclass
@@ -145,8 +146,8 @@ def runs_section(setup: ComparisonSetup) -> None:
                          f"{', '.join(POLICY_NAMES.get(name, name) for name in recorded)}; this report does not use "
                          f"it: every run is scored at the pre-registered policy ({POLICY_NAMES[policy]})."))
     trained = {run.name: run for run in setup.runs if run.arch in ARCHS}
-    settings = pd.DataFrame({model_title(name): [value_text(run.info["config"].get(key)) for key in SETTINGS]
-                             for name, run in trained.items()}, index=list(SETTINGS))
+    settings = pd.DataFrame({model_title(name): [setting_text(key, run.info["config"].get(key)) for key in SETTINGS]
+                             for name, run in trained.items()}, index=[column_label(key) for key in SETTINGS])
     display(readable(settings.reset_index(names="setting")))
     display(Markdown("**Where and how long each replicate trained** (training time of each model, from its run.json):"))
     display(readable(replicate_costs(setup.runs), digits=1))
@@ -385,14 +386,23 @@ def focus_curves_section(setup: ComparisonSetup) -> None:
 
 
 def disagreements_section(setup: ComparisonSetup) -> pd.DataFrame:
-    """Confusion matrices of the focus seed and the test images its first two models disagree on."""
+    """Confusion matrices of the focus seed and how many test images its first two models disagree on (the images
+    themselves, across every replicate, are the gallery of ``report.reader.failures_section``)."""
     runs = setup.focus_runs()
     display(plots.plot_confusion_matrices(runs))
     trained = [run for run in runs if run.arch in ARCHS]
     disagree = compare.disagreements(trained[0], trained[1])
-    display(Markdown(discussion.disagreement_sentence(disagree, trained[:2], len(trained[0].test))))
-    display(readable(discussion.disagreement_table(disagree, trained[:2])))
+    display(Markdown(disagreement_count(disagree, trained[:2], len(trained[0].test))))
     return disagree
+
+
+def disagreement_count(disagree: pd.DataFrame, runs: list[compare.Run], n_test: int) -> str:
+    """How many test images two models of one replicate answer differently, of which class, and who was right."""
+    right = disagree["correct"].value_counts()
+    counts = ", ".join(f"{model_title(run.name)} is right on {int(right.get(run.name, 0))}" for run in runs)
+    classes = ", ".join(f"{count} {label}" for label, count in disagree["label"].value_counts().sort_index().items())
+    return (f"The models disagree on **{len(disagree)}** of {n_test} test images in this replicate ({classes or 'none'}): "
+            f"{counts}. The images themselves, across every replicate, are in the gallery under *Failures you can see*.")
 
 
 def gradcam_section(setup: ComparisonSetup, disagree: pd.DataFrame) -> None:

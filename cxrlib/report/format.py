@@ -10,7 +10,7 @@ import pandas as pd
 import yaml
 
 from cxrlib.backbones import title_of
-from cxrlib.contract import ENSEMBLE, HEADLINE_METRICS
+from cxrlib.contract import ARCHS as ARCH_NAMES, ENSEMBLE, HEADLINE_METRICS
 
 DASH = "–"
 IDENTIFIER_COLUMNS = ("seed", "split seed")  # numbers that name a replicate: shown without separators
@@ -60,8 +60,9 @@ def with_interval(value, low, high, digits: int = 3) -> str:
 
 
 def mean_sd_range(mean, sd, low, high, digits: int = 3) -> str:
-    """``0.912 ± 0.010 (0.901–0.925)`` across seeds; a single value when there is one seed (no SD)."""
-    if is_missing(sd):
+    """``0.912 ± 0.010 (0.901–0.925)`` across seeds; a single value when there is one seed (no SD) or when every
+    seed gave the same value."""
+    if is_missing(sd) or (sd == 0 and low == high):
         return number(mean, digits)
     separator = " to " if low < 0 else "–"
     return f"{number(mean, digits)} ± {number(sd, digits)} ({number(low, digits)}{separator}{number(high, digits)})"
@@ -70,6 +71,35 @@ def mean_sd_range(mean, sd, low, high, digits: int = 3) -> str:
 def value_text(value) -> str:
     """A parameter value as a profile file (and ``--set``) writes it: ``null``, ``true``, ``[1, 2]``, ``0.001``."""
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+# How a reader reads a setting's value where the profile file says null, true or a backbone's weights.
+SETTING_WORDS = {("weights", None): "none (from scratch)", ("weights", "imagenet"): "ImageNet",
+                 ("subsample_per_class", None): "all images", ("split_seed", None): "the replicate's seed",
+                 ("focus_seed", None): "the smallest seed", ("study", None): "none", ("data_dir", None): "found by cxrlib"}
+
+
+def setting_text(name: str, value) -> str:
+    """A setting's value in words for a page (the profile file keeps the exact value): ``none (from scratch)``
+    for ``weights: null``, yes/no, three significant figures, ``fixed 0.5``; lists and recipes spelled out."""
+    if isinstance(value, (str, type(None))) and (name, value) in SETTING_WORDS:
+        return SETTING_WORDS[(name, value)]
+    if name == "threshold_policy" and value in POLICY_NAMES:
+        return POLICY_NAMES[value]
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(setting_text(name, item) for item in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{model_title(key) if key in ARCH_NAMES else column_label(key).lower()}: "
+                         + (", ".join(f"{column_label(inner).lower()} {setting_text(inner, item_value)}"
+                                      for inner, item_value in item.items()) if isinstance(item, dict)
+                            else setting_text(key, item)) for key, item in value.items())
+    return str(value).replace("_", " ")
 
 
 def parameters_text(params: dict) -> str:
@@ -199,6 +229,18 @@ def headline_table(comparison: pd.DataFrame) -> pd.DataFrame:
         shown[metric] = [mean_sd_range(*row) for row in
                          comparison[[f"{metric}_{stat}" for stat in STATISTICS]].to_numpy()]
     return shown
+
+
+def without_constant_columns(table: Table, keep: tuple[str, ...] = ("Model",)) -> tuple[Table, str]:
+    """``table`` without the columns that read the same in every row (a column of 0.500 thresholds tells nothing
+    row by row), and a sentence naming them with their value; tables of one row are left as they are."""
+    constant = [i for i, header in enumerate(table.headers) if header not in keep and len(table.rows) > 1
+                and len({row[i] for row in table.rows}) == 1]
+    shown = Table([h for i, h in enumerate(table.headers) if i not in constant],
+                  [[cell for i, cell in enumerate(row) if i not in constant] for row in table.rows])
+    sentence = "; ".join(f"{table.headers[i].lower() if table.headers[i][1:].islower() else table.headers[i]} "
+                         f"{table.rows[0][i]}" for i in constant)
+    return shown, (f"The same in every row: {sentence}." if sentence else "")
 
 
 def table_record(frame: pd.DataFrame) -> dict:

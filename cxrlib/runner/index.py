@@ -19,7 +19,8 @@ from cxrlib.contract import (COMPARISON_FILE, COMPARISON_MARKDOWN, COMPARISON_PA
                              INDEX_PAGE, REPO_ROOT, ROC_FIGURE, RUN_LOG_FILE, RUNNER_RECORD_FILE, SEED_PAIRS_FIGURE,
                              SEEDS_FILE, STUDIES_DIR, STUDY_FILE)
 from cxrlib.files import write_atomic
-from cxrlib.report.format import POLICY_NAMES, Table, display_table, headline_table, value_text
+from cxrlib.report.format import (POLICY_NAMES, Table, column_label, display_table, headline_table, setting_text,
+                                  value_text, without_constant_columns)
 from cxrlib.runtime import version_text
 from cxrlib.runner.pages import render, write_table_page
 
@@ -46,15 +47,16 @@ def headline(report_dir: Path) -> tuple[Table, str] | None:
         return None
     comparison = pd.read_csv(path)
     if any(column.endswith("_mean") for column in comparison):
-        return (display_table(headline_table(comparison)),
-                "Test set. Each cell: mean ± standard deviation (smallest–largest) across the training seeds; "
-                "a single seed shows its value alone.")
+        table, same = without_constant_columns(display_table(headline_table(comparison)))
+        return (table, "Test set. Each cell: mean ± standard deviation (smallest–largest) across the training seeds; "
+                       f"a single seed shows its value alone. {same}".strip())
     return (display_table(comparison, list(CI_HEADLINE)),
             "Test set. Each cell: the value with its 95% bootstrap confidence interval in brackets.")
 
 
-def seed_table(report_dir: Path) -> tuple[Table, str] | None:
-    """seeds.csv (one row per model and seed) at the headline policy, and that policy's name; None without it."""
+def seed_table(report_dir: Path) -> tuple[Table, str, str] | None:
+    """seeds.csv (one row per model and seed) at the headline policy without its constant columns, that policy's
+    name, and a sentence naming the constant columns; None without it."""
     path = report_dir / SEEDS_FILE
     if not path.is_file():
         return None
@@ -63,7 +65,9 @@ def seed_table(report_dir: Path) -> tuple[Table, str] | None:
     if "is_primary" in seeds:
         seeds = seeds[seeds["is_primary"].astype(bool)]
         policy = POLICY_NAMES.get(seeds["policy"].iloc[0], seeds["policy"].iloc[0]) if len(seeds) else ""
-    return display_table(seeds, [c for c in seeds.columns if c not in SEED_COLUMNS_HIDDEN]), policy
+    table, same = without_constant_columns(display_table(seeds, [c for c in seeds.columns
+                                                                  if c not in SEED_COLUMNS_HIDDEN]))
+    return table, policy, same
 
 
 def study_record(report_dir: Path) -> dict | None:
@@ -84,6 +88,13 @@ def study_record(report_dir: Path) -> dict | None:
     return record
 
 
+def repo_link(target: Path, report_dir: Path) -> str | None:
+    """``target`` relative to ``report_dir`` when both lie in the repository (a page must not show this machine's
+    paths), else None."""
+    inside = all(Path(path).resolve().is_relative_to(REPO_ROOT.resolve()) for path in (target, report_dir))
+    return Path(os.path.relpath(target, report_dir)).as_posix() if inside else None
+
+
 def later_studies(report_dir: Path, study: dict | None) -> list[dict]:
     """The studies planned from this one (plans naming it as ``beside``, or as holding a factorial's cells), each
     with its decision or answer as its own report states it (else its title and plan) and a link to its index."""
@@ -101,7 +112,7 @@ def later_studies(report_dir: Path, study: dict | None) -> list[dict]:
                 ((later_dir / STUDY_FILE, "decision"), (later_dir / FACTORIAL_FILE, "answer")) if record.is_file()]
         target = later_dir / INDEX_PAGE if said else REPO_ROOT / str(values.get("document"))
         found.append({"text": said[0] if said else f"{values.get('title')} (running; its plan: {values.get('document')})",
-                      "href": Path(os.path.relpath(target, report_dir)).as_posix()})
+                      "href": repo_link(target, report_dir)})
     return found
 
 
@@ -181,6 +192,8 @@ def write_index(report_dir: Path, record: dict, description: str) -> Path:
                   factorial=factorial_record(report_dir), later=later_studies(report_dir, study_record(report_dir)),
                   names=LINKED_FILES, present=present, compare_report=compare_report, reports=reports,
                   version=version_text(record["code_version"]), duration_text=duration_text,
-                  when_text=when_text, parameters={k: value_text(v) for k, v in record["parameters"].items()},
+                  when_text=when_text,
+                  parameters={column_label(k): setting_text(k, v) for k, v in record["parameters"].items()},
+                  profile_href=repo_link(REPO_ROOT / record["profile_file"], report_dir),
                   overrides={k: value_text(v) for k, v in record["overrides"].items()})
     return write_atomic(report_dir / INDEX_PAGE, page)
