@@ -494,8 +494,10 @@ def test_the_comparison_page_shows_comparison_csv_with_a_header_bar(tmp_path):
     page = index.write_comparison_page(tmp_path).read_text()
     assert page.startswith("<!DOCTYPE html>") and "<title>Comparison</title>" in page
     assert 'href="index.html"' in page and 'href="comparison.csv"' in page and 'href="comparison.md"' in page
-    assert "Sensitivity SD" in page and "–" in page and "NaN" not in page
-    assert '<th scope="col" class="word">ResNet-50</th>' in page  # 22 columns, 3 rows: shown on its side
+    assert "Sensitivity" in page and "±" in page and "–" in page and "NaN" not in page  # mean ± SD (min–max)
+    (tmp_path / "comparison.md").write_text("# Comparison: Test study\n\nTest set; threshold fixed 0.5.\n\n| model |")
+    page = index.write_comparison_page(tmp_path).read_text()
+    assert "<h1>Comparison: Test study</h1>" in page and '<p class="lead">Test set; threshold fixed 0.5.</p>' in page
 
 
 # --- rendering: paths, alt texts, figure size, header bar ------------------------------------------------------

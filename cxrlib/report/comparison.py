@@ -185,7 +185,8 @@ def study_section(setup: ComparisonSetup) -> dict[str, pd.DataFrame]:
     report_dir = Path(setup.params["report_dir"])
     write_atomic(report_dir / COMPARISON_FILE, lambda partial: comparison.to_csv(partial, index=False))
     shown = headline_table(comparison)
-    write_atomic(report_dir / COMPARISON_MARKDOWN, markdown_table(shown) + "\n")
+    write_atomic(report_dir / COMPARISON_MARKDOWN, f"# {comparison_title(setup)}\n\n{comparison_context(setup)}\n\n"
+                 + markdown_table(shown) + "\n")
     write_atomic(report_dir / SEEDS_FILE, lambda partial: tables["per_seed"].to_csv(partial, index=False))
     display(readable(shown))
     if setup.plan:
@@ -200,6 +201,21 @@ def tuned_archs(profile: str) -> list[str]:
     """The architectures a profile gives their own recipe (its ``recipes`` entry): the others train at the shared
     one."""
     return list(yaml.safe_load((PROFILES_DIR / f"{profile}.yaml").read_text()).get("recipes") or {})
+
+
+def comparison_title(setup: ComparisonSetup) -> str:
+    """The headline table's title: the study it belongs to, or the profile's records."""
+    named = setup.plan or setup.factorial
+    return f"Comparison: {named.title}" if named else f"Comparison of the runs of profile {setup.params['profile']}"
+
+
+def comparison_context(setup: ComparisonSetup) -> str:
+    """What the headline table holds: test images, threshold, replicates, and how the models trained."""
+    trained = [run for run in setup.runs if run.arch in ARCHS]
+    tuned = tuned_archs(setup.params["profile"]) if (PROFILES_DIR / f"{setup.params['profile']}.yaml").is_file() else ()
+    return (f"Test set, {len(trained[0].test)} distinct images; threshold {POLICY_NAMES[setup.params['threshold_policy']]}; "
+            f"each cell mean ± SD (smallest–largest) across {len({run.seed for run in trained})} replicate(s). "
+            + discussion.recipe_sentence(trained, tuned))
 
 
 def plan_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> None:

@@ -168,9 +168,21 @@ def write_comparison_page(report_dir: Path) -> Path | None:
     table = report_dir / COMPARISON_FILE
     if not table.is_file():
         return None
-    downloads = {"CSV": COMPARISON_FILE, **({"Markdown": COMPARISON_MARKDOWN}
-                                           if (report_dir / COMPARISON_MARKDOWN).is_file() else {})}
-    return write_table_page(report_dir / COMPARISON_PAGE, pd.read_csv(table), "Comparison", downloads)
+    markdown = report_dir / COMPARISON_MARKDOWN
+    downloads = {"CSV": COMPARISON_FILE, **({"Markdown": COMPARISON_MARKDOWN} if markdown.is_file() else {})}
+    title, lead = markdown_heading(markdown) if markdown.is_file() else ("", "")
+    comparison = pd.read_csv(table)
+    shown = headline_table(comparison) if any(column.endswith("_mean") for column in comparison) else comparison
+    return write_table_page(report_dir / COMPARISON_PAGE, shown, title or "Comparison", downloads, lead)
+
+
+def markdown_heading(path: Path) -> tuple[str, str]:
+    """The ``# title`` line of a Markdown file notebook 04 wrote and the paragraph after it ('' where absent)."""
+    blocks = path.read_text().split("\n\n")
+    if not blocks[0].startswith("# "):
+        return "", ""
+    lead = blocks[1] if len(blocks) > 1 and not blocks[1].lstrip().startswith("|") else ""
+    return blocks[0].removeprefix("# ").strip(), lead.strip()
 
 
 def write_index(report_dir: Path, record: dict, description: str) -> Path:

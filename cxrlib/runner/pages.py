@@ -49,11 +49,12 @@ def render(template: str, **context) -> str:
     return environment.get_template(template).render(**context)
 
 
-def write_table_page(path: Path, frame: pd.DataFrame, title: str, downloads: dict[str, str]) -> Path:
-    """A complete page showing ``frame`` (header bar back to the index, links to the same table's files);
-    a table much wider than long is shown on its side, one column per row of ``frame``."""
+def write_table_page(path: Path, frame: pd.DataFrame, title: str, downloads: dict[str, str], lead: str = "") -> Path:
+    """A complete page showing ``frame`` (header bar back to the index, what it holds in ``lead``, links to the
+    same table's files); a table much wider than long is shown on its side, one column per row of ``frame``."""
     table = display_table(frame)
     if len(table.headers) > WIDE_TABLE_COLUMNS and len(table.rows) < len(table.headers):
         table = transposed(table)
     nav = {"home": INDEX_PAGE, "profile": None, "previous": None, "next": None}
-    return write_atomic(path, render("table.html.j2", title=title, table=table, nav=nav, downloads=downloads))
+    return write_atomic(path, render("table.html.j2", title=title, table=table, nav=nav, downloads=downloads,
+                                     lead=lead))
