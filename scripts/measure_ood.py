@@ -200,6 +200,13 @@ def table(frame: pd.DataFrame) -> str:
                             for row in frame.itertuples(index=False))
 
 
+def shown_path(path: Path) -> str:
+    """A path as a committed report may show it: relative to the repository, else the placeholder RUN_DIR (a
+    report must not hold this machine's folders)."""
+    resolved = Path(path).resolve()
+    return resolved.relative_to(REPO_ROOT).as_posix() if resolved.is_relative_to(REPO_ROOT) else "RUN_DIR"
+
+
 def markdown(flags: pd.DataFrame, layers: pd.DataFrame, record: dict, facts: dict, run_dir: Path, command: str) -> str:
     """The report: the run, both detectors, the command, the CPU and the tables."""
     ood, config = record["ood"], record["config"]
@@ -207,7 +214,9 @@ def markdown(flags: pd.DataFrame, layers: pd.DataFrame, record: dict, facts: dic
     start = "from scratch" if config["weights"] is None else f"from weights {config['weights']}"
     return (
         f"# OOD flag rates\n\n"
-        f"Run `{run_dir}`: {title_of(record['arch'])} trained {start}, training and split seed {record['seed']}, "
+        f"Run `{shown_path(run_dir)}`"
+        + (" (a run directory outside the repository)" if shown_path(run_dir) == "RUN_DIR" else "")
+        + f": {title_of(record['arch'])} trained {start}, training and split seed {record['seed']}, "
         f"{config['image_size']} px, {config['epochs']} epochs (best epoch "
         f"{record['best_epoch'] + 1}, best validation ROC-AUC {record['best_val_auc']:.4f}); {ood['images']['train']} "
         f"training and {ood['images']['val']} validation images.\n\n"
@@ -241,7 +250,8 @@ def main() -> int:
         flags, layers, record, facts = measure(args.run_dir, args.data_dir, Path(scratch))
     if record["ood"]["flag_rate"] != OOD_FLAG_RATE:
         print(f"note: the run declares flag rate {record['ood']['flag_rate']}, cxrlib {OOD_FLAG_RATE}", file=sys.stderr)
-    command = shlex.join(["python", os.path.relpath(sys.argv[0], REPO_ROOT), *sys.argv[1:]])
+    arguments = [shown_path(args.run_dir) if argument == str(args.run_dir) else argument for argument in sys.argv[1:]]
+    command = shlex.join(["python", os.path.relpath(sys.argv[0], REPO_ROOT), *arguments])
     write_atomic(args.out, markdown(flags, layers, record, facts, args.run_dir, command))
     print(flags.to_string(index=False))
     print(layers.to_string(index=False))

@@ -112,3 +112,13 @@ def test_a_record_written_today_for_the_studys_profile_joins_its_committed_recor
         record["config"] = dataclasses.asdict(config)
         (seed_dir / "run.json").write_text(json.dumps(record))
     assert len(load_runs(tmp_path / "runs")) == len(load_runs(records))
+
+
+def test_no_committed_page_or_note_holds_a_path_of_the_machine_that_made_it():
+    """Committed reports, README and docs name files relative to the repository (or a placeholder), never
+    /tmp, /work or a home folder of the machine that wrote them."""
+    pages = [*REPO_ROOT.glob("reports/**/*.md"), *REPO_ROOT.glob("reports/**/*.html"), REPO_ROOT / "README.md",
+             *REPO_ROOT.glob("docs/*.md")]
+    leaking = [path.relative_to(REPO_ROOT).as_posix() for path in pages
+               if any(prefix in path.read_text(errors="replace") for prefix in ("/tmp/", "/work/", "/root/", "/home/"))]
+    assert not leaking
