@@ -19,10 +19,12 @@ def test_figure_has_the_xray_and_one_overlay_per_model_titled_right_or_wrong(tmp
                           save_to=tmp_path / "gradcam.png")
     assert len(figure.axes) == 9 and (tmp_path / "gradcam.png").exists()
     titles = [ax.get_title() for ax in figure.axes]
-    assert titles == ["true PNEUMONIA", "a: p=0.90", "b: p=0.10", "true NORMAL", "a: p=0.20", "b: p=0.30",
-                      "true NORMAL", "a: p=0.60", "b: p=0.70"]
+    assert titles == ["true PNEUMONIA", "a: score 0.90\nPNEUMONIA: right", "b: score 0.10", "true NORMAL",
+                      "a: score 0.20\nNORMAL: right", "b: score 0.30", "true NORMAL", "a: score 0.60\nPNEUMONIA: WRONG",
+                      "b: score 0.70"]  # the verdict in words, not colour alone; only "a" has a threshold
     colors = [figure.axes[i].title.get_color() for i in (1, 4, 7, 2)]
-    assert colors == [RIGHT, RIGHT, WRONG, "black"]  # only "a" has a threshold
+    assert colors == [RIGHT, RIGHT, WRONG, "black"]
+    assert "warm colours = strongest" in figure._suptitle.get_text()
 
 
 def test_overlay_is_rgb_in_unit_range():

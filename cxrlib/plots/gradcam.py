@@ -47,7 +47,8 @@ def plot_gradcam(maps: Mapping, labels: Sequence | None = None, thresholds: Mapp
     """Rows of images: the X-ray, then each model's Grad-CAM overlay titled with its PNEUMONIA probability.
 
     ``maps``: {model name: its ``images``, ``heatmaps`` and ``probs`` of the same images} (``explain.ModelHeatmaps``).
-    With ``labels`` and ``thresholds`` ({name: threshold}), overlay titles are green when right and red when wrong.
+    With ``labels`` and ``thresholds`` ({name: threshold}), each overlay's title also says the model's call and
+    whether it is right, in words and in colour (blue right, vermillion wrong: ``style.RIGHT``/``WRONG``).
     """
     thresholds = thresholds or {}
     first_images = next(iter(maps.values())).images
@@ -58,12 +59,14 @@ def plot_gradcam(maps: Mapping, labels: Sequence | None = None, thresholds: Mapp
         axes[row, 0].set_title(f"true {truth}" if truth else "X-ray", fontsize=9)
         for column, (name, model_maps) in enumerate(maps.items(), start=1):
             axes[row, column].imshow(overlay_heatmap(model_maps.images[row], model_maps.heatmaps[row], alpha))
-            color = "black"
+            color, verdict = "black", ""
             if truth and name in thresholds:
                 predicted = CLASS_NAMES[int(model_maps.probs[row] >= thresholds[name])]
-                color = RIGHT if predicted == truth else WRONG
-            axes[row, column].set_title(f"{name}: p={model_maps.probs[row]:.2f}", fontsize=9, color=color)
+                right = predicted == truth
+                color, verdict = (RIGHT, f"\n{predicted}: right") if right else (WRONG, f"\n{predicted}: WRONG")
+            axes[row, column].set_title(f"{name}: score {model_maps.probs[row]:.2f}{verdict}", fontsize=9, color=color)
     for ax in axes.flat:
         ax.axis("off")
-    figure.suptitle("Grad-CAM (PNEUMONIA evidence)")
+    figure.suptitle("Grad-CAM: evidence for PNEUMONIA (warm colours = strongest); each title: the model's score, "
+                    "its call at its threshold, right or wrong", fontsize=10)
     return finish(figure, save_to)

@@ -17,7 +17,7 @@ STYLE = {"figure.dpi": 90, "axes.titlesize": 11, "axes.labelsize": 10, "legend.f
          "xtick.labelsize": 9, "ytick.labelsize": 9, "axes.titleweight": "bold"}
 PALETTE = sns.color_palette("colorblind")
 KNOWN_MODELS = (*ARCHS, ENSEMBLE)  # each registered architecture keeps its colour in every figure
-RIGHT, WRONG = "#1a7f37", "#cf222e"
+RIGHT, WRONG = "#0072b2", "#d55e00"  # Okabe-Ito blue and vermillion: told apart with any colour vision
 CLASS_COLORS = dict(zip(CLASS_NAMES, (PALETTE[0], PALETTE[3])))
 
 
