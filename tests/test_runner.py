@@ -433,7 +433,7 @@ def test_index_shows_readable_tables_the_roc_figure_and_resolvable_links(tmp_pat
     assert "0.910\u00a0±\u00a00.010 (0.900–0.920)" in page  # breaks only before the interval
     assert '<th scope="col" class="word">ROC-AUC</th>' in page
     assert "ResNet-50" in page and "ensemble (mean)" in page and "0.930<" in page
-    assert 'src="roc_curves.png"' in page and 'alt="ROC curves' in page
+    assert 'src="roc_curves.png" width="10" height="5"' in page and 'alt="ROC curves' in page  # half its pixels
     assert "fixed 0.5" in page and "0.961" in page and "1,624" in page and "0.310" not in page
     assert "2,930 MB" in page and "1 h 16 min" in page and "26 Nov 2026, 02:21" in page
     assert "38ecd93 (modified)" in page and "-dirty" not in page and "sampling_seed=43" in page

@@ -22,7 +22,7 @@ from cxrlib.files import write_atomic
 from cxrlib.report.format import (POLICY_NAMES, Table, column_label, display_table, headline_table, setting_text,
                                   value_text, without_constant_columns)
 from cxrlib.runtime import version_text
-from cxrlib.runner.pages import render, write_table_page
+from cxrlib.runner.pages import render, shown_figure, write_table_page
 
 # What the index's template links to, by name (the files themselves are named in cxrlib.contract).
 LINKED_FILES = {"comparison_page": COMPARISON_PAGE, "comparison_file": COMPARISON_FILE, "roc_figure": ROC_FIGURE,
@@ -197,12 +197,13 @@ def write_index(report_dir: Path, record: dict, description: str) -> Path:
     nav = {"home": None, "profile": record["profile"], "previous": None,
            "next": {"href": reports[0]["href"], "title": reports[0]["title"]} if reports else None}
     present = {key: (report_dir / name).is_file() for key, name in LINKED_FILES.items()}
+    figures = {key: shown_figure(report_dir / name) for key, name in LINKED_FILES.items() if name.endswith(".png")}
     compare_report = next((r for r in reports if record["notebooks"][r["stem"]].get("kind") == "compare"), None)
     page = render("index.html.j2", title=f"cxr-compare reports: profile {record['profile']}", nav=nav,
                   record=record, description=description, notes=notes, headline=headline(report_dir),
                   seeds=seed_table(report_dir), study=study_record(report_dir), searches=search_reports(report_dir),
                   factorial=factorial_record(report_dir), later=later_studies(report_dir, study_record(report_dir)),
-                  names=LINKED_FILES, present=present, compare_report=compare_report, reports=reports,
+                  names=LINKED_FILES, present=present, figures=figures, compare_report=compare_report, reports=reports,
                   version=version_text(record["code_version"]), duration_text=duration_text,
                   when_text=when_text,
                   parameters={column_label(k): setting_text(k, v) for k, v in record["parameters"].items()},

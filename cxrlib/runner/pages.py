@@ -11,6 +11,7 @@ from pathlib import Path
 
 import jinja2
 import pandas as pd
+from PIL import Image
 
 from cxrlib.contract import INDEX_PAGE, REPO_ROOT
 from cxrlib.files import write_atomic
@@ -58,3 +59,13 @@ def write_table_page(path: Path, frame: pd.DataFrame, title: str, downloads: dic
     nav = {"home": INDEX_PAGE, "profile": None, "previous": None, "next": None}
     return write_atomic(path, render("table.html.j2", title=title, table=table, nav=nav, downloads=downloads,
                                      lead=lead))
+
+
+def shown_figure(path: Path) -> dict | None:
+    """A saved figure as a page shows it: its file and its size in CSS pixels (half its pixels, as plots save at
+    twice the shown resolution: SAVE_DPI), so a browser never shows it at double size; None when it is absent."""
+    if not Path(path).is_file():
+        return None
+    with Image.open(path) as image:
+        width, height = image.size
+    return {"file": Path(path).name, "width": width // 2, "height": height // 2}
