@@ -247,8 +247,8 @@ def test_only_the_plans_comparison_gets_decision_words(studies_dir):
     summary = study.summarise_differences(differences)
     table = discussion.difference_table(summary, {("densenet121", "resnet50")})
     roles = dict(zip(table["comparison"] + " " + table["metric"], table["role"]))
-    assert roles["DenseNet-121 − ResNet-50 ROC-AUC"] == "planned: decides"
-    assert roles["ensemble (mean) − DenseNet-121 ROC-AUC"] == "not planned: descriptive"
+    assert roles["DenseNet-121 − ResNet-50 ROC-AUC"] == "decides"
+    assert roles["ensemble (mean) − DenseNet-121 ROC-AUC"] == "descriptive"
     assert "sign test p (smallest possible)" in table.columns
     tables = {"summary": study.summarise_seeds(per_seed), "difference_summary": summary}
     runs = [fake_run("resnet50"), fake_run("densenet121")]

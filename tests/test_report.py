@@ -46,7 +46,7 @@ def test_undefined_values_show_as_a_dash_never_nan():
     assert number(float("nan")) == "–" and number(None) == "–" and number(0.91234) == "0.912"
     assert with_interval(0.9, float("nan"), 0.95) == "0.900"
     assert with_interval(0.9, 0.85, 0.95) == "0.900 (0.850–0.950)"
-    assert with_interval(-0.011, -0.02, -0.002) == "-0.011 (-0.020 to -0.002)"
+    assert with_interval(-0.011, -0.02, -0.002) == "−0.011 (−0.020 to −0.002)"
     assert mean_sd_range(0.9, float("nan"), 0.9, 0.9) == "0.900"
     assert mean_sd_range(0.9, 0.01, 0.88, 0.91) == "0.900 ± 0.010 (0.880–0.910)"
     assert p_value(0.0004) == "< 0.001" and p_value(0.0625) == "0.062" and p_value(float("nan")) == "–"
@@ -128,7 +128,7 @@ def test_difference_table_names_the_models_and_the_decision(tables):
     accuracy = shown[shown["metric"] == "accuracy"].iloc[0]
     assert accuracy["comparison"] == "DenseNet-121 − ResNet-50" and accuracy["seeds"] == 3
     assert accuracy["seeds won / lost"] == "0 / 2"  # seed 2 ties
-    assert accuracy["mean difference (95% t-interval)"].startswith("-0.0667 (")
+    assert accuracy["mean difference (95% t-interval)"].startswith("−0.0667 (")
     assert accuracy["Wilcoxon p (smallest possible)"] == "0.5 (0.5)"  # two non-zero differences, both negative
 
 
@@ -204,7 +204,7 @@ def test_seed_pair_row_names_the_level_of_each_test(runs):
     pair = compare.compare_pair(densenet, resnet, n_boot=50, seed=0)
     row = discussion.seed_pair_row(1, pair, "DenseNet-121", "ResNet-50")
     assert row["seed"] == 1 and row["comparison"] == "DenseNet-121 − ResNet-50"
-    assert row["accuracy difference (patient 95% CI)"].startswith("-0.1000 (")
+    assert row["accuracy difference (patient 95% CI)"].startswith("−0.1000 (")
     assert set(row) >= {"image-level DeLong p", "image-level McNemar p"}
 
 
@@ -264,3 +264,11 @@ def test_columns_that_never_vary_become_a_sentence():
     single = Table(["Model", "Threshold"], [["ResNet-50", "0.500"]])
     assert without_constant_columns(single) == (single, "")
     assert mean_sd_range(0.5, 0.0, 0.5, 0.5) == "0.500"
+
+
+def test_numbers_use_a_minus_sign_and_never_show_a_signed_zero_or_a_bare_p_of_1():
+    from cxrlib.report.format import p_value
+
+    assert number(-0.0064, 4) == "−0.0064" and number(-0.00001, 4) == "0.0000"
+    assert discussion.signed(-0.00003) == "0.0000" and discussion.signed(0.0089) == "+0.0089"
+    assert p_value(1.0) == "> 0.99" and p_value(0.45) == "0.45" and p_value(0.0001) == "< 0.001"

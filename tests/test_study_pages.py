@@ -120,7 +120,7 @@ def test_a_plan_shows_its_earlier_study_beside_it_not_pooled(real_data_dir, tmp_
     assert set(by_model) == {(model, metric) for model in ("ResNet-50", "DenseNet-121", "ensemble (mean)")
                              for metric in ("ROC-AUC", "accuracy")}
     assert by_model[("ResNet-50", "ROC-AUC")][2] == by_model[("ResNet-50", "ROC-AUC")][3] == "0.9616 ± 0.0043 (5)"
-    assert all(row[4].startswith("0.0000 (-0.") for row in rows)  # the same records: no difference, a symmetric interval
+    assert all(row[4].startswith("0.0000 (−0.") for row in rows)  # the same records: no difference, a symmetric interval
     page = index.write_index(report_dir, fabricated_record(), "unused").read_text()
     assert "Beside the earlier study, not pooled" in page and "0.9616\u00a0±\u00a00.0043 (5)" in page
     assert "This study is <em>confirmatory</em>" in page and "<em>exploratory</em>" not in page

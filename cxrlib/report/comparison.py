@@ -236,6 +236,9 @@ def plan_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> Non
     display(readable(expectations))
     beside = beside_section(setup, tables) if study_plan.beside else None
     differences = discussion.difference_table(tables["difference_summary"], setup.planned_pairs())
+    differences["Wilcoxon / sign test p (smallest possible)"] = [  # one column: the index must fit a laptop
+        f"{wilcoxon.split(' (')[0]}\u00a0/\u00a0{sign}" for wilcoxon, sign in
+        zip(differences["Wilcoxon p (smallest possible)"], differences["sign test p (smallest possible)"])]
     record = {"title": study_plan.title, "kind": study_plan.kind, "plan": f"studies/{study_plan.name}.yaml",
               "document": study_plan.document, "document_added": runtime.adding_commit(study_plan.document),
               "seeds": list(study_plan.seeds), "policy": POLICY_NAMES[study_plan.primary_policy],
@@ -270,7 +273,7 @@ def beside_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> p
 
 
 INDEX_DIFFERENCE_COLUMNS = ["comparison", "role", "metric", "mean difference (95% t-interval)", "seeds won / lost",
-                            "Wilcoxon p (smallest possible)", "sign test p (smallest possible)"]
+                            "Wilcoxon / sign test p (smallest possible)"]
 
 
 def index_within_group(setup: ComparisonSetup) -> pd.DataFrame:

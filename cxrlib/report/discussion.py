@@ -13,8 +13,8 @@ from cxrlib import compare
 from cxrlib.contract import ENSEMBLE, model_of
 from cxrlib.params import RECIPE_PARAMETERS
 from cxrlib.plan import StudyPlan
-from cxrlib.report.format import (DASH, NAMES, POLICY_NAMES, is_missing, mean_sd_range, model_title, number, p_value,
-                                  with_interval)
+from cxrlib.report.format import (DASH, NAMES, POLICY_NAMES, is_missing, mean_sd_range, minus, model_title, number,
+                                  p_value, with_interval)
 
 
 def across_seeds(row: pd.Series) -> str:
@@ -40,7 +40,7 @@ def difference_table(summary: pd.DataFrame, planned: set[tuple[str, str]] | None
                                             summary[["sign_test_p", "min_attainable_p"]].to_numpy()],
     })
     if planned is not None:
-        table.insert(1, "role", ["planned: decides" if pair in planned else "not planned: descriptive"
+        table.insert(1, "role", ["decides" if pair in planned else "descriptive"
                                  for pair in zip(summary["model"], summary["reference"])])
     return table
 
@@ -195,7 +195,10 @@ def _how_trained(trained: Sequence[compare.Run]) -> str:
 
 def signed(value, digits: int = 4) -> str:
     """``+0.0012`` or ``−0.0063``: a difference with its sign."""
-    return DASH if is_missing(value) else f"{value:+.{digits}f}".replace("-", "−")
+    if is_missing(value):
+        return DASH
+    text = minus(f"{value:+.{digits}f}")
+    return text if text.strip("+0.") else text.lstrip("+")  # a difference that rounds to 0 has no sign
 
 
 def _verdict(row: pd.Series) -> str | None:

@@ -41,9 +41,15 @@ def is_missing(value) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def minus(text: str) -> str:
+    """A formatted number with a typographic minus (−0.006, not -0.006) and no sign on a rounded zero (−0.000)."""
+    text = text.replace("-", "−")
+    return text[1:] if text.startswith("−") and not text.strip("−0.,") else text
+
+
 def number(value, digits: int = 3) -> str:
-    """``value`` with ``digits`` decimals, or a dash when it is undefined."""
-    return DASH if is_missing(value) else f"{value:.{digits}f}"
+    """``value`` with ``digits`` decimals (a minus sign, never −0.000), or a dash when it is undefined."""
+    return DASH if is_missing(value) else minus(f"{value:.{digits}f}")
 
 
 def percent(value, digits: int = 1) -> str:
@@ -108,10 +114,11 @@ def parameters_text(params: dict) -> str:
 
 
 def p_value(value) -> str:
-    """A p-value to two significant digits, ``< 0.001`` below that, a dash when undefined."""
+    """A p-value to two significant digits, ``< 0.001`` below that and ``> 0.99`` above (never a bare 1), a dash
+    when undefined."""
     if is_missing(value):
         return DASH
-    return "< 0.001" if value < 0.001 else f"{value:.2g}"
+    return "< 0.001" if value < 0.001 else "> 0.99" if value > 0.99 else f"{value:.2g}"
 
 
 ENSEMBLE_TITLE = "ensemble (mean)"
@@ -157,8 +164,8 @@ def number_text(value, digits: int | None) -> str:
     if isinstance(value, (bool, str)) or not isinstance(value, numbers.Real):
         return str(value)
     if digits is None:  # an integer column, or a number in a column of mixed values
-        return f"{int(value):,}" if float(value).is_integer() else f"{value:,.3f}"
-    return f"{value:,.{digits}f}"
+        return minus(f"{int(value):,}" if float(value).is_integer() else f"{value:,.3f}")
+    return minus(f"{value:,.{digits}f}")
 
 
 @dataclass(frozen=True)
