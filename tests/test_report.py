@@ -272,3 +272,21 @@ def test_numbers_use_a_minus_sign_and_never_show_a_signed_zero_or_a_bare_p_of_1(
     assert number(-0.0064, 4) == "−0.0064" and number(-0.00001, 4) == "0.0000"
     assert discussion.signed(-0.00003) == "0.0000" and discussion.signed(0.0089) == "+0.0089"
     assert p_value(1.0) == "> 0.99" and p_value(0.45) == "0.45" and p_value(0.0001) == "< 0.001"
+
+
+def test_within_group_notes_name_small_groups_the_pooled_gap_and_near_baseline_accuracy():
+    from cxrlib.report.comparison import within_group_notes
+
+    rows = pd.DataFrame([
+        {"group": group, "model": model, "seed": seed, "roc_auc": auc, "accuracy": accuracy, "images": images,
+         "always_pneumonia_accuracy": baseline}
+        for seed in (1, 2)
+        for group, model, auc, accuracy, images, baseline in [
+            ("all", "resnet50", 0.96, 0.90, 618, 0.62), ("all", "densenet121", 0.97, 0.92, 618, 0.62),
+            ("224×224", "resnet50", 0.90, 0.946, 300, 0.929), ("224×224", "densenet121", 0.93, 0.99, 300, 0.929),
+            ("other sizes", "resnet50", 0.99, 0.80, 11, 0.27), ("other sizes", "densenet121", 0.99, 0.8, 11, 0.27)]])
+    notes = within_group_notes(rows)
+    assert "Too small to read (fewer than 30 test images): other sizes (11 images)." in notes
+    assert "pooled ROC-AUC (all test images) is higher than its ROC-AUC within each group" in notes
+    assert "In the 224×224 group ResNet-50's accuracy (0.946) is barely above always answering PNEUMONIA (0.929)." \
+        in notes and "DenseNet-121's accuracy (0.990)" not in notes

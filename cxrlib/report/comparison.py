@@ -246,6 +246,7 @@ def plan_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> Non
               "differences": table_record(differences[INDEX_DIFFERENCE_COLUMNS]),
               "expectations": table_record(expectations),
               "within_group": table_record(index_within_group(setup)),
+              "within_group_notes": within_group_notes(within_group_rows(setup)),
               "beside": None if beside is None else {"plan": f"studies/{study_plan.beside}.yaml",
                                                      "table": table_record(beside)}}
     write_atomic(report_dir / STUDY_FILE, json.dumps(record, indent=2, ensure_ascii=False) + "\n")
@@ -340,6 +341,36 @@ def spread(values: pd.Series, ranges: bool = True) -> str:
     return f"{number(values.mean())} ± {number(values.std())}"
 
 
+SMALL_GROUP = 30  # a group with fewer test images is too small to read: one image moves accuracy by > 3 points
+NEAR_BASELINE = 0.05  # accuracy within this of always answering PNEUMONIA is "barely above" it
+
+
+def within_group_notes(rows: pd.DataFrame) -> str:
+    """What a reader must know before reading the within-group tables, from ``within_group_rows``: groups too
+    small to read, whether the pooled ROC-AUC exceeds every group's (the groups are harder than the pooled test),
+    and groups where a model's accuracy is barely above always answering PNEUMONIA."""
+    means = rows.groupby(["group", "model"], sort=False)[["roc_auc", "accuracy", "always_pneumonia_accuracy",
+                                                         "images"]].mean().reset_index()
+    groups = means[means["group"] != "all"]
+    notes = []
+    small = groups.loc[groups["images"] < SMALL_GROUP, "group"].unique()
+    if len(small):
+        sizes = {group: int(groups.loc[groups["group"] == group, "images"].iloc[0]) for group in small}
+        notes.append(f"Too small to read (fewer than {SMALL_GROUP} test images): "
+                     + ", ".join(f"{group} ({count} images)" for group, count in sizes.items()) + ".")
+    readable_groups = groups[~groups["group"].isin(small)]
+    pooled = means[means["group"] == "all"].set_index("model")["roc_auc"]
+    above = [model for model, value in pooled.items()
+             if (readable_groups.loc[readable_groups["model"] == model, "roc_auc"] < value).all()]
+    if above and len(above) == len(pooled):
+        notes.append("Every model's pooled ROC-AUC (all test images) is higher than its ROC-AUC within each group: "
+                     "within a group the stored size no longer helps.")
+    near = readable_groups[readable_groups["accuracy"] - readable_groups["always_pneumonia_accuracy"] < NEAR_BASELINE]
+    notes += [f"In the {row.group} group {model_title(row.model)}'s accuracy ({number(row.accuracy)}) is barely above "
+              f"always answering PNEUMONIA ({number(row.always_pneumonia_accuracy)})." for row in near.itertuples()]
+    return " ".join(notes)
+
+
 def within_group_summary(setup: ComparisonSetup, ranges: bool = True) -> pd.DataFrame:
     """``within_group_rows`` across replicates: per model and group, each metric as mean ± SD (min–max), without
     the range when ``ranges`` is false (the index's compact table)."""
@@ -370,6 +401,7 @@ def within_group_intervals(setup: ComparisonSetup) -> pd.DataFrame:
 def within_group_section(setup: ComparisonSetup) -> None:
     """Within each stored-geometry group that holds both classes: the metrics across replicates beside the
     always-PNEUMONIA baseline, the focus replicate with intervals, and every replicate's values."""
+    display(Markdown(within_group_notes(within_group_rows(setup))))
     display(readable(within_group_summary(setup)))
     display(Markdown(f"**Replicate {setup.focus_seed}, with 95% intervals** (resampling the group's test children; "
                      "with a few dozen children per class the intervals are wide):"))
