@@ -117,6 +117,8 @@ FACTORIAL_FILE = "factorial.json"  # a factorial study's answer, cells, contrast
 FACTORIAL_FIGURE = "factorial.png"  # the factorial's cells and contrasts, every replicate (notebook 04)
 FACTORIAL_CELLS_FILE = "factorial_cells.csv"  # every cell's test metrics per replicate (notebook 04)
 ROC_FIGURE = "roc_curves.png"  # notebook 04's ROC curves, shown on the index
+SUBGROUPS_FILE = "subgroups.csv"  # each model, replicate, subtype and stored-size group: share correct (notebook 04)
+CALIBRATION_FILE = "calibration.csv"  # each model, replicate and output: test Brier score and ECE (notebook 04)
 
 # --- console ---------------------------------------------------------------------------------------
 # Set before TensorFlow starts (kernels, command lines): its C++ logging below errors is dropped.

@@ -16,11 +16,22 @@ One module per job; callers use the names re-exported here (``compare.load_runs`
 - ``tables``: per-run test metrics with CIs, the per-class report and the results table.
 - ``within_group``: a run's test metrics within each group of images stored alike, with patient-bootstrap
   intervals (the shortcut audit).
+- ``subgroups``: test images by the subgroup their file names state (NORMAL, bacterial, viral pneumonia), each run's
+  share classified correctly per subgroup (and stored-size group), across replicates and paired between models;
+- ``reliability``: the raw score and the Platt-calibrated probability judged on the test images (Brier score, ECE,
+  reliability bins), per run and across replicates;
+- ``failures``: per test image across replicates, both models' scores; the images both get wrong and the ones they
+  disagree on most.
 """
 from .duplicates import merge_duplicate_rows, merge_duplicates
 from .ensemble import make_ensemble
+from .failures import both_wrong, image_failures, most_disagreed, replicate_pairs
 from .paired import compare_pair, delong_covariance, delong_test, disagreements, mcnemar_test
+from .reliability import (calibration_scores, reliability_bins, reliability_rows, run_calibration, scored_test,
+                          summarise_calibration, summarise_reliability)
 from .runs import PER_RUN_SETTINGS, Run, aligned_subset, find_run_dirs, load_run, load_runs, with_policy
+from .subgroups import (MIN_READABLE_IMAGES, SUBGROUPS, check_subgroup_rows, subgroup_differences, subgroup_of,
+                        subgroup_rows, summarise_subgroups, with_subgroups)
 from .tables import CI_COLUMNS, TABLE_NAMES, classification_report, evaluate_run, results_table
 from .within_group import match_predictions, within_group_intervals, within_group_metrics
 
@@ -29,5 +40,8 @@ __all__ = [
     "compare_pair", "delong_covariance", "delong_test", "disagreements", "evaluate_run",
     "find_run_dirs", "load_run", "load_runs", "make_ensemble", "match_predictions", "mcnemar_test",
     "merge_duplicate_rows", "merge_duplicates", "results_table", "with_policy", "within_group_intervals",
-    "within_group_metrics",
+    "within_group_metrics", "both_wrong", "image_failures", "most_disagreed", "replicate_pairs",
+    "calibration_scores", "reliability_bins", "reliability_rows", "run_calibration", "scored_test",
+    "summarise_calibration", "summarise_reliability", "MIN_READABLE_IMAGES", "SUBGROUPS", "check_subgroup_rows",
+    "subgroup_differences", "subgroup_of", "subgroup_rows", "summarise_subgroups", "with_subgroups",
 ]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -116,4 +116,23 @@ def plot_intensity_histograms(images: pd.DataFrame, n_per_class: int = 100, imag
     ax.set(title=f"Pixel intensities: {per_class} images per class at {image_size}x{image_size}",
            xlabel="pixel value", ylabel="density", xlim=(0, 255))
     ax.legend()
+    return finish(figure, save_to)
+
+
+@styled
+def plot_image_gallery(paths: Sequence[str], captions: Sequence[str], title: str, loader: Callable | None = None,
+                       ncols: int = 4, save_to: str | Path | None = None) -> Figure:
+    """The images at ``paths`` as stored (``loader(path)``; default ``read_stored_image``), each over its caption."""
+    if len(paths) != len(captions) or not len(paths):
+        raise ValueError(f"plot_image_gallery needs one caption per image and at least one image; got {len(paths)} "
+                         f"paths and {len(captions)} captions")
+    loader = loader or read_stored_image
+    nrows = int(np.ceil(len(paths) / ncols))
+    figure, axes = new_figure(nrows, ncols, size=(2.9, 3.6))
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, path, caption in zip(axes.flat, paths, captions):
+        ax.imshow(display_image(loader(path)), cmap="gray")
+        ax.set_title(caption, fontsize=8, fontweight="normal", loc="left")
+    figure.suptitle(title)
     return finish(figure, save_to)

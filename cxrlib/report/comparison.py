@@ -452,8 +452,9 @@ def disagreement_count(disagree: pd.DataFrame, runs: list[compare.Run], n_test: 
     right = disagree["correct"].value_counts()
     counts = ", ".join(f"{model_title(run.name)} is right on {int(right.get(run.name, 0))}" for run in runs)
     classes = ", ".join(f"{count} {label}" for label, count in disagree["label"].value_counts().sort_index().items())
-    return (f"The models disagree on **{len(disagree)}** of {n_test} test images in this replicate ({classes or 'none'}): "
-            f"{counts}. The images themselves, across every replicate, are in the gallery under *Failures you can see*.")
+    return (f"The models disagree on **{len(disagree)}** of {n_test} test images in this replicate "
+            f"({classes or 'none'}): {counts}. The images themselves, across every replicate, are in the gallery under "
+            "*Failures you can see*.")
 
 
 def gradcam_section(setup: ComparisonSetup, disagree: pd.DataFrame) -> None:
