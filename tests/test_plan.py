@@ -255,3 +255,10 @@ def test_only_the_plans_comparison_gets_decision_words(studies_dir):
     text = discussion.discussion(runs, tables, "fixed", "resnet50", {("densenet121", "resnet50")})
     ensemble_line = next(line for line in text.splitlines() if line.startswith("- ensemble (mean) − ResNet-50"))
     assert "better" not in ensemble_line and "descriptive" in ensemble_line
+
+
+def test_a_decision_between_models_at_different_recipes_names_each_ones_recipe(studies_dir):
+    loaded = plan.load_plan(write_plan(studies_dir, VALID))
+    summary = study.summarise_differences(study.seed_differences(per_seed_rows(0.02), "resnet50", "fixed"))
+    lead, _ = discussion.decision(loaded, summary, "", tuned=("densenet121",))
+    assert lead == "Test study. ResNet-50 (the shared recipe) has the higher ROC-AUC."

@@ -222,8 +222,9 @@ def plan_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> Non
     """The plan's decision in one sentence, the figure of the replicates, and every expectation stated in advance,
     met or not; writes them (study.json, seed_pairs.png) for the index."""
     study_plan, report_dir = setup.plan, Path(setup.params["report_dir"])
-    recipes = discussion.recipe_sentence(setup.runs, tuple(tuned_archs(study_plan.profile)))
-    lead, details = discussion.decision(study_plan, tables["difference_summary"], recipes)
+    tuned = tuple(tuned_archs(study_plan.profile))
+    recipes = discussion.recipe_sentence(setup.runs, tuned)
+    lead, details = discussion.decision(study_plan, tables["difference_summary"], recipes, tuned if tuned else None)
     display(Markdown(f"**{lead}** {details}"))
     per_seed = tables["per_seed"][tables["per_seed"]["is_primary"]]
     compared = tables["difference_summary"][tables["difference_summary"]["model"] == study_plan.compared]

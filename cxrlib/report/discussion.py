@@ -30,7 +30,7 @@ def difference_table(summary: pd.DataFrame, planned: set[tuple[str, str]] | None
         "comparison": [f"{model_title(m)} − {model_title(r)}" for m, r in zip(summary["model"], summary["reference"])],
         "metric": summary["metric"].map(NAMES),
         "seeds": summary["n_seeds"],
-        "mean difference (95% t-interval)": [with_interval(m, lo, hi, 4) for m, lo, hi in
+        "mean difference (95% t-interval)": [signed_interval(m, lo, hi) for m, lo, hi in
                                              summary[["mean_difference", "ci_low", "ci_high"]].to_numpy()],
         "seeds won / lost": [f"{int(w)} / {int(lo)}" for w, lo in
                              summary[["n_model_better", "n_reference_better"]].to_numpy()],
@@ -54,8 +54,8 @@ def between_studies_table(between: pd.DataFrame, title: str, earlier_title: str)
         "model": between["model"].map(model_title), "metric": between["metric"].map(NAMES),
         title: spread(between["mean"], between["sd"], between["n"]),
         earlier_title: spread(between["earlier_mean"], between["earlier_sd"], between["earlier_n"]),
-        "difference (95% Welch interval)": [with_interval(d, lo, hi, 4) for d, lo, hi in
-                                                     between[["difference", "ci_low", "ci_high"]].to_numpy()],
+        "difference (95% Welch interval)": [signed_interval(d, lo, hi) for d, lo, hi in
+                                            between[["difference", "ci_low", "ci_high"]].to_numpy()],
     })
 
 
@@ -201,6 +201,14 @@ def signed(value, digits: int = 4) -> str:
     return text if text.strip("+0.") else text.lstrip("+")  # a difference that rounds to 0 has no sign
 
 
+def signed_interval(value, low, high, digits: int = 4) -> str:
+    """A difference with its interval, every number signed: ``+0.0089 (+0.0016 to +0.0162)``; the bare difference
+    when the interval is undefined."""
+    if is_missing(low) or is_missing(high):
+        return signed(value, digits)
+    return f"{signed(value, digits)} ({signed(low, digits)} to {signed(high, digits)})"
+
+
 def _verdict(row: pd.Series) -> str | None:
     """The model the decision rule calls better in one difference row (its interval excludes 0), else None."""
     if is_missing(row["ci_low"]):
@@ -226,10 +234,18 @@ def recipe_sentence(runs: Sequence[compare.Run], tuned: Sequence[str] = ()) -> s
             "and recipe.")
 
 
-def decision(plan: StudyPlan, difference_summary: pd.DataFrame, recipes: str = "") -> tuple[str, str]:
+def decision(plan: StudyPlan, difference_summary: pd.DataFrame, recipes: str = "",
+             tuned: Sequence[str] | None = None) -> tuple[str, str]:
     """The study's decision in one sentence, and the numbers behind it: the plan's rule (a model is better only
     when the t-interval of the paired difference excludes 0) applied to each of its decision metrics; ``recipes``
-    (``recipe_sentence``) says up front how the models trained."""
+    (``recipe_sentence``) says up front how the models trained. With ``tuned`` (the architectures at their own
+    recipe, when the two recipes differ) the sentence names each model with its recipe."""
+    def titled(model: str) -> str:
+        """A model's title, with its recipe when the two trained at different recipes."""
+        if tuned is None:
+            return model_title(model)
+        return f"{model_title(model)} ({'its tuned' if model in tuned else 'the shared'} recipe)"
+
     rows = difference_summary[(difference_summary["model"] == plan.compared)
                               & (difference_summary["reference"] == plan.reference)].set_index("metric")
     pair = f"{model_title(plan.compared)} and {model_title(plan.reference)}"
@@ -238,7 +254,7 @@ def decision(plan: StudyPlan, difference_summary: pd.DataFrame, recipes: str = "
         row = rows.loc[metric]
         better = _verdict(row)
         name = NAMES[metric] + (f" at {POLICY_NAMES[plan.primary_policy]}" if metric != "roc_auc" else "")
-        verdicts.append(f"{model_title(better)} has the higher {name}" if better
+        verdicts.append(f"{titled(better)} has the higher {name}" if better
                         else f"no difference in {name} is detected")
         details.append(f"{name}: {model_title(plan.compared)} − {model_title(plan.reference)} = "
                        f"{signed(row['mean_difference'])} ({plan.level:.0%} t-interval {signed(row['ci_low'])} to "
@@ -246,10 +262,10 @@ def decision(plan: StudyPlan, difference_summary: pd.DataFrame, recipes: str = "
                        f"{int(row['n_reference_better'])} of {int(row['n_seeds'])} replicates)")
     decided = any("higher" in verdict for verdict in verdicts)
     lead = "; ".join(verdicts) if decided else f"the study detects no difference between {pair}"
-    return (f"{plan.title}. {lead[0].upper() + lead[1:]}.",
-            (f"{recipes} " if recipes else "") + "; ".join(details) + f". The rule, fixed in {plan.document} before the replicates ran: a model is better "
-            "only when the interval excludes 0" + ("; otherwise the interval bounds the difference the study leaves "
-                                                   "possible." if not decided else "."))
+    rule = (f". The rule, fixed in {plan.document} before the replicates ran: a model is better only when the interval "
+            "excludes 0" + ("; otherwise the interval bounds the difference the study leaves possible." if not decided
+                            else "."))
+    return f"{plan.title}. {lead[0].upper() + lead[1:]}.", (f"{recipes} " if recipes else "") + "; ".join(details) + rule
 
 
 def expectation_table(plan: StudyPlan, results: pd.DataFrame) -> pd.DataFrame:

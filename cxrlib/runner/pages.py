@@ -7,6 +7,7 @@ they are when outside it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import jinja2
@@ -22,16 +23,18 @@ WIDE_TABLE_COLUMNS = 8  # more columns than this (and fewer rows than columns): 
 
 environment = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES_DIR), autoescape=True,
                                  trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+WORD_JOINER = "\u2060"  # no line break here (after an en dash, where browsers may break)
 NO_BREAK_SPACE = "\u00a0"
 
 
 def keep_values_whole(cell) -> str:
-    """A table cell's text with no-break spaces inside each value ("0.935 ± 0.023", "-0.01 to 0.02"), so a
-    narrow column breaks it only between a value and its interval."""
+    """A table cell's text with no-break spaces inside each value ("0.935 ± 0.023", "-0.01 to 0.02") and a word
+    joiner after a range's en dash ("0.952–0.964"), so a narrow column breaks it only between a value and its
+    interval."""
     text = str(cell)
     for joiner in ("±", "to"):
         text = text.replace(f" {joiner} ", f"{NO_BREAK_SPACE}{joiner}{NO_BREAK_SPACE}")
-    return text
+    return re.sub(r"(?<=\d)–(?=[\d−-])", f"–{WORD_JOINER}", text)
 
 
 environment.filters["keep_values_whole"] = keep_values_whole
