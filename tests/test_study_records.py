@@ -78,6 +78,24 @@ def test_confirmatory_replicates_ran_the_plans_code_in_float32_with_planned_seed
             assert run["device"]["cpu_kind"], f"{runner}: the replicate's CPU is not recorded"
 
 
+def test_factorial_replicates_ran_the_plans_code_on_the_confirmatory_splits():
+    """Each committed replicate of the factorial study started from its plan's commit, unmodified, trained float32
+    on the committed confirmatory split of its seed (equal split fingerprints), and names its CPU kind."""
+    factorial = plan.load_factorial("factorial-cpu")
+    added = runtime.adding_commit(factorial.document)
+    if added is None:
+        pytest.skip("no git history here (shallow clone): the plan's commit cannot be looked up")
+    for runner in sorted((REPO_ROOT / factorial.records).glob("runner-seed-*.json")):
+        seed = int(runner.stem.removeprefix("runner-seed-"))
+        assert seed in factorial.seeds, runner
+        assert json.loads(runner.read_text())["code_version"] == {"commit": added["commit"], "modified": False}, runner
+        confirmatory = json.loads((CONFIRMATORY_RECORDS / "resnet50" / f"seed-{seed}" / "run.json").read_text())
+        for arch in factorial.own_archs():
+            run = json.loads((REPO_ROOT / factorial.records / arch / f"seed-{seed}" / "run.json").read_text())
+            assert (run["seed"], run["precision"], run["config"]["split_seed"]) == (seed, "float32", seed), runner
+            assert run["split_fingerprint"] == confirmatory["split_fingerprint"], f"{runner}: another split"
+            assert run["device"]["cpu_kind"], f"{runner}: the replicate's CPU is not recorded"
+
 
 def study_records() -> list[tuple[str, str, Path]]:
     """(plan, profile, committed records folder) of every study plan whose replicates have committed records."""
