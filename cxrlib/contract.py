@@ -17,6 +17,8 @@ NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 PROFILES_DIR = REPO_ROOT / "profiles"
 SEARCHES_DIR = REPO_ROOT / "searches"  # hyperparameter search declarations (cxrlib.tune)
 STUDIES_DIR = REPO_ROOT / "studies"  # study plans as data (cxrlib.plan): seeds, policy, decision rule, expectations
+# The declared acquisition shifts of the stress test (cxrlib.stress): kinds, strengths, the noise seed.
+STRESS_SHIFTS_FILE = REPO_ROOT / "stress" / "shifts.yaml"
 REPORTS_DIR = REPO_ROOT / "reports"
 RUNS_DIR = REPO_ROOT / "runs"
 DATA_ENV_VAR = "CXR_DATA_DIR"
@@ -85,14 +87,22 @@ PREDICTIONS_FILE = "predictions.csv"
 # The out-of-distribution detector of the best model (cxrlib.ood): fitted on train, its flag threshold on val.
 OOD_FILE = "ood.npz"
 GRADCAM_FILE = "gradcam.csv"  # optional record: each test image's coarse Grad-CAM (cxrlib.explain.record)
+# Each test image's score and OOD flag under every declared acquisition shift (cxrlib.stress), written after training.
+STRESS_FILE = "stress.csv"
+STRESS_COLUMNS = ("shift", "strength", "path", "prob", "ood_score", "ood_flag")
+# Validation images scored with their black border masked or cropped (cxrlib.stress.border): does the decision use it.
+BORDER_FILE = "border.csv"
 LOGS_DIR = "logs"
 # The result settings run.json's `config` gained after runs were recorded, with the value every earlier run had:
 # a record without one of them was trained with this value (not necessarily today's default). The trainer's resume
 # check and the comparison's protocol check both read old records through it.
 ADDED_RESULT_FIELDS = {"youden_delta": 0.02, "split_seed": None, "weight_decay": 0.0, "augment_strength": 1.0}
-RUN_FILES = (MODEL_FILE, LAST_WEIGHTS_FILE, STATE_FILE, RUN_RECORD_FILE, HISTORY_FILE, PREDICTIONS_FILE, OOD_FILE)
+RUN_FILES = (MODEL_FILE, LAST_WEIGHTS_FILE, STATE_FILE, RUN_RECORD_FILE, HISTORY_FILE, PREDICTIONS_FILE, OOD_FILE,
+             STRESS_FILE)
 # The small files that fully describe a finished run's results; committed under reports/<profile>/runs/.
-RECORD_FILES = (RUN_RECORD_FILE, HISTORY_FILE, PREDICTIONS_FILE)
+RECORD_FILES = (RUN_RECORD_FILE, HISTORY_FILE, PREDICTIONS_FILE, STRESS_FILE)
+# Records a finished run may lack: runs trained before the stress test existed, or with TrainConfig(stress_test=False).
+OPTIONAL_RECORD_FILES = (STRESS_FILE,)
 PREDICTION_COLUMNS = ("path", "subset", "label", "target", "patient_id", "prob")
 HISTORY_COLUMNS = ("epoch", "loss", "val_loss")  # required; metric columns follow the compiled metrics
 REPLICATE_PREFIX = "seed-"

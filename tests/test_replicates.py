@@ -9,6 +9,8 @@ from conftest import write_tree
 from cxrlib import data, params
 from cxrlib.contract import RECORD_FILES, replicate_dir
 from cxrlib.report import training
+from cxrlib.stress.shifts import load_declaration
+from cxrlib.stress.summary import read_stress_record
 from cxrlib.train import TrainConfig, phases
 
 
@@ -44,6 +46,8 @@ def test_each_seed_trains_once_and_its_records_are_copied_next_to_the_report(tre
         assert record["seed"] == seed and record["config"]["split_seed"] == seed
         copied = replicate_dir(root / "report" / "runs", "resnet50", seed)
         assert sorted(path.name for path in copied.iterdir()) == sorted(RECORD_FILES)
+        stress = read_stress_record(copied)  # every test image under every declared shift, recorded by training
+        assert len(stress) == len(load_declaration().conditions) * 8 and "stress" in record["timing"]
     first = {path: path.stat().st_mtime_ns for path in (root / "runs").rglob("run.json")}
     again = training.train_replicates(training.setup(namespace(root, tree), "resnet50"))
     assert {path: path.stat().st_mtime_ns for path in (root / "runs").rglob("run.json")} == first

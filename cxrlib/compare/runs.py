@@ -144,7 +144,8 @@ def load_run(run_dir: str | Path, data_root: str | Path | None = None) -> Run:
 # Run settings that may differ between runs that belong in one comparison: the replicate's seeds, the model,
 # the threshold policy (every report recomputes each policy on validation) and how a run was shown or cached.
 PER_RUN_SETTINGS = ("arch", "seed", "split_seed", "name", "threshold_policy", "target_sensitivity", "youden_delta",
-                    "verbose", "feature_cache_dir", "data_cache", "latency_repeats", "fit_safeguards", "strategy")
+                    "verbose", "feature_cache_dir", "data_cache", "latency_repeats", "fit_safeguards", "stress_test",
+                    "strategy")
 
 
 def find_run_dirs(runs_dir: str | Path) -> list[Path]:

@@ -12,7 +12,8 @@ from .. import params
 from ..contract import ARCHS, STRATEGIES
 
 # Fields that change how a run is shown or cached, not its result: they may differ when resuming.
-PRESENTATION_FIELDS = ("verbose", "feature_cache_dir", "data_cache", "latency_repeats", "name", "fit_safeguards")
+PRESENTATION_FIELDS = ("verbose", "feature_cache_dir", "data_cache", "latency_repeats", "name", "fit_safeguards",
+                       "stress_test")
 # The fields only a TrainConfig has that can be wrong in ways worth reporting before a run starts.
 OWN_FIELDS = {
     "arch": params.Param(str, "backbone architecture", choices=ARCHS),
@@ -72,6 +73,7 @@ class TrainConfig:
     latency_repeats: int = 20
     name: str | None = None
     fit_safeguards: bool = True  # fit the OOD detector and the calibration after training (a search skips them)
+    stress_test: bool = True  # score the test images under the declared shifts after training (stress/shifts.yaml)
 
     def __post_init__(self):
         self.weights = _plain_weights(self.weights)
@@ -83,6 +85,9 @@ class TrainConfig:
                      source="TrainConfig")
         problems = [f"field '{name}' = {values[name]!r} {spec.problem(values[name])}: expected {spec.expected()} "
                     f"({spec.help})" for name, spec in OWN_FIELDS.items() if spec.problem(values[name])]
+        if self.stress_test and not self.fit_safeguards:
+            problems.append("stress_test=True needs fit_safeguards=True (each shifted image's OOD flag comes from the "
+                            "run's detector); set stress_test=False too")
         if problems:
             raise params.ParameterError("invalid TrainConfig:\n  - " + "\n  - ".join(problems))
 

@@ -1,5 +1,5 @@
 """The prediction step and the run record: predictions.csv, the validation-only threshold, the safeguards
-(OOD detector, calibration), latency, run.json.
+(OOD detector, calibration), the stress test (stress.csv), latency, run.json.
 
 The best epoch (validation ROC-AUC) predicts val, the threshold is chosen on val, then test is predicted.
 """
@@ -12,10 +12,13 @@ import numpy as np
 import pandas as pd
 
 from .. import evaluate, fastops, models, runtime
-from ..contract import HISTORY_FILE, MODEL_FILE, PREDICTION_COLUMNS, PREDICTIONS_FILE
+from ..contract import HISTORY_FILE, MODEL_FILE, OOD_FILE, PREDICTION_COLUMNS, PREDICTIONS_FILE
 from ..data import make_dataset
 from ..data.index import relpath_from_path
+from ..ood.detector import load_detector
 from ..ood.fit import fit_safeguards, image_features
+from ..stress.record import stress_record, write_stress_record
+from ..stress.shifts import load_declaration
 from . import cluster
 from .phases import TrainingRun
 
@@ -53,9 +56,19 @@ def latency_ms(model: keras.Model, image_size: int, repeats: int) -> float:
     return round(1000 * float(np.median(times)), 3)
 
 
+def record_stress_test(run: TrainingRun, model: keras.Model) -> None:
+    """The best model and the run's OOD detector on the test images under every declared shift: stress.csv."""
+    started = time.perf_counter()
+    record = stress_record(model, load_detector(run.directory / OOD_FILE), run.subsets["test"], load_declaration(),
+                           run.config.batch_size)
+    write_stress_record(record, run.directory)
+    run.state.timing["stress"] = time.perf_counter() - started
+
+
 def predict_and_record(run: TrainingRun, model: keras.Model, run_dir: Path) -> dict:
     """Best epoch's weights -> val predictions -> threshold (val only) -> test predictions -> OOD detector (fitted on
-    train, threshold on val) and calibration (val) -> run.json content.
+    train, threshold on val) and calibration (val) -> stress test (test images under the declared shifts) -> run.json
+    content.
 
     `model` is a full model of the run (its layers receive the best weights); `run_dir` is the run
     directory the record names (the chief's, also on workers that write elsewhere).
@@ -82,6 +95,8 @@ def predict_and_record(run: TrainingRun, model: keras.Model, run_dir: Path) -> d
         safeguards = fit_safeguards(image_features(best, config.image_size, config.batch_size), run.subsets, val_probs,
                                     run.directory)
         state.timing["safeguards"] = time.perf_counter() - started
+    if config.stress_test and "test" in run.subsets:
+        record_stress_test(run, best)
     latency = latency_ms(best, config.image_size, config.latency_repeats)
     return {**run_record(run, run_dir, threshold, latency, from_features), **safeguards}
 

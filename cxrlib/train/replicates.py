@@ -13,7 +13,7 @@ import keras
 import pandas as pd
 
 from .. import models
-from ..contract import RECORD_FILES, RECORDS_DIR, replicate_dir
+from ..contract import OPTIONAL_RECORD_FILES, RECORD_FILES, RECORDS_DIR, replicate_dir
 from ..files import write_atomic
 from ..params import train_config_values
 from .config import TrainConfig
@@ -21,8 +21,12 @@ from .run import train
 
 
 def copy_records(run_dir: Path, destination: Path) -> None:
-    """Copy a finished run's small records (no model files) into ``destination``, each file atomically."""
+    """Copy a finished run's small records (no model files) into ``destination``, each file atomically; an optional
+    record the run lacks (trained before it existed) is removed from ``destination``, so no older run's copy stays."""
     for name in RECORD_FILES:
+        if name in OPTIONAL_RECORD_FILES and not (run_dir / name).is_file():
+            (destination / name).unlink(missing_ok=True)
+            continue
         write_atomic(destination / name, lambda partial, source=run_dir / name: shutil.copyfile(source, partial))
 
 

@@ -61,7 +61,8 @@ def train_configuration(spec: SearchSpec, arch: str, values: dict, training_seed
                         fingerprint: str, run_dir: Path, callbacks: list) -> tuple[float, dict]:
     """Train one configuration on the search's split; (validation objective of the kept epoch, run.json content)."""
     settings = train_config_values(spec.training_params(values), training_seed, spec.split_seed)
-    config = TrainConfig(arch=arch, name=f"{spec.study_name(arch)}/{run_dir.name}", fit_safeguards=False, **settings)
+    config = TrainConfig(arch=arch, name=f"{spec.study_name(arch)}/{run_dir.name}", fit_safeguards=False,
+                         stress_test=False, **settings)
     record = train(frame, run_dir, config, data_fingerprint=fingerprint, overwrite=True, callbacks=callbacks)
     predictions = pd.read_csv(run_dir / PREDICTIONS_FILE)
     val = predictions[predictions["subset"] == "val"]

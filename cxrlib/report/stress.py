@@ -1,0 +1,167 @@
+"""The stress test in words and tables (notebook 04's section, docs/STRESS.md): per architecture, per shift and
+strength, the share of each class called PNEUMONIA at the run's recorded threshold, the ROC-AUC, the share flagged
+out of distribution and the decisions that flipped without a flag, across the replicates that have records; and the
+validation-only border check (scores with the black border masked or cropped)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+from IPython.display import Markdown, display
+
+from cxrlib.contract import ARCHS, BORDER_FILE, RUN_RECORD_FILE, STRESS_FILE, STRESS_SHIFTS_FILE, repo_relative
+from cxrlib.report.format import DASH, is_missing, model_title, number, percent
+from cxrlib.stress.shifts import REFERENCE
+from cxrlib.stress.summary import BORDER_VERSIONS, METRICS, border_summary, run_stress_metrics, summarise_runs
+
+COLUMN_TITLES = {"normal_called_pneumonia": "NORMAL called PNEUMONIA", "pneumonia_called_pneumonia":
+                 "PNEUMONIA called PNEUMONIA", "roc_auc": "ROC-AUC", "ood_flagged": "flagged OOD",
+                 "flipped": "decisions flipped", "flipped_unflagged": "flipped, not flagged"}
+CAUGHT_SHARE = 0.5  # a shift "is caught" when the flag fires on at least this share of its images
+UNFLAGGED_FLIP_SHARE = 0.05  # a shift "flips decisions unflagged" when at least this share of images flip unflagged
+RECORD_COMMAND = ("python -m cxrlib.stress runs/<profile>/<arch>/seed-<k> --out-dir "
+                  "reports/<profile>/runs/<arch>/seed-<k>")
+
+
+def records_metrics(record_dirs: Sequence[Path]) -> list[pd.DataFrame]:
+    """``run_stress_metrics`` of every records folder that holds a stress record."""
+    return [metrics for metrics in map(run_stress_metrics, record_dirs) if metrics is not None]
+
+
+def cell(mean, low, high, metric: str) -> str:
+    """One table cell: a share in percent or the ROC-AUC, with its interval across replicates when there is one."""
+    if metric == "roc_auc":
+        shown, bounds = number(mean), (number(low), number(high))
+    else:
+        shown, bounds = percent(mean), (percent(max(low, 0.0)).rstrip("%"), percent(min(high, 1.0)))
+    return shown if is_missing(low) or is_missing(high) else f"{shown} ({bounds[0]}–{bounds[1]})"
+
+
+def condition_name(shift: str, strength: float) -> str:
+    """``crop 0.8``; the unshifted images as ``none``."""
+    return REFERENCE if shift == REFERENCE else f"{shift} {strength:g}"
+
+
+def arch_table(summary: pd.DataFrame, arch: str) -> pd.DataFrame:
+    """One architecture's rows: shift, strength and a cell per metric (mean and interval across replicates)."""
+    rows = summary[summary["arch"] == arch]
+    cells = rows.assign(text=[cell(*values) for values in rows[["mean", "low", "high", "metric"]].to_numpy()])
+    wide = cells.pivot_table(index=["shift", "strength"], columns="metric", values="text", aggfunc="first", sort=False)
+    table = wide.reindex(columns=list(METRICS)).rename(columns=COLUMN_TITLES).reset_index()
+    table["strength"] = [DASH if shift == REFERENCE else f"{strength:g}"
+                         for shift, strength in zip(table["shift"], table["strength"])]
+    return table
+
+
+def conditions_where(summary: pd.DataFrame, arch: str, metric: str, least: float) -> list[str]:
+    """The shifted conditions of ``arch`` whose mean ``metric`` is at least ``least``, with that mean in percent."""
+    rows = summary[(summary["arch"] == arch) & (summary["metric"] == metric) & (summary["shift"] != REFERENCE)
+                   & (summary["mean"] >= least)]
+    return [f"{condition_name(shift, strength)} ({percent(mean, 0)})"
+            for shift, strength, mean in rows[["shift", "strength", "mean"]].to_numpy()]
+
+
+def flag_sentences(summary: pd.DataFrame, arch: str) -> str:
+    """Which shifts the OOD flag catches, and which flip decisions without a flag, for one architecture."""
+    caught = conditions_where(summary, arch, "ood_flagged", CAUGHT_SHARE)
+    unflagged = conditions_where(summary, arch, "flipped_unflagged", UNFLAGGED_FLIP_SHARE)
+    caught_text = (f"The OOD flag fires on at least {CAUGHT_SHARE:.0%} of the images under "
+                   f"{', '.join(caught)}" if caught else f"The OOD flag fires on fewer than {CAUGHT_SHARE:.0%} of the "
+                   "images under every shift")
+    unflagged_text = (f"decisions flip without a flag for at least {UNFLAGGED_FLIP_SHARE:.0%} of the test images "
+                      f"under {', '.join(unflagged)}" if unflagged else "no shift flips decisions without a flag for "
+                      f"{UNFLAGGED_FLIP_SHARE:.0%} or more of the test images")
+    return f"**{model_title(arch)}.** {caught_text}; {unflagged_text}."
+
+
+def replicates_text(summary: pd.DataFrame, arch: str) -> str:
+    """How many replicates a table averages, and what its brackets hold."""
+    count = int(summary.loc[summary["arch"] == arch, "replicates"].max())
+    return ("one replicate: single values, no interval" if count == 1 else
+            f"{count} replicates: mean and 95% t-interval across them")
+
+
+def stress_summary(record_dirs: Sequence[Path]) -> pd.DataFrame | None:
+    """``summarise_runs`` of the records folders that hold a stress record; None when none does."""
+    metrics = records_metrics(record_dirs)
+    return summarise_runs(metrics) if metrics else None
+
+
+def missing_records_note() -> str:
+    """The one sentence shown when no run has a stress record, with the command that creates one."""
+    return (f"No run here has a stress-test record (`{STRESS_FILE}`): runs trained from now on record it, and "
+            f"`{RECORD_COMMAND}` creates it for a run whose model file still exists.")
+
+
+def section(runs) -> pd.DataFrame | None:
+    """Notebook 04's stress-test section for the trained runs among ``runs`` (``compare.Run``); returns the summary."""
+    summary = stress_summary([run.run_dir for run in runs if run.arch in ARCHS and run.run_dir is not None])
+    if summary is None:
+        display(Markdown(missing_records_note()))
+        return None
+    display(Markdown(f"Shifts as declared in `{repo_relative(STRESS_SHIFTS_FILE)}`; every test image, at each run's "
+                     "recorded threshold; `none` is the unshifted image that decisions flip from."))
+    for arch in dict.fromkeys(summary["arch"]):
+        display(Markdown(f"**{model_title(arch)}** ({replicates_text(summary, arch)})"))
+        display(arch_table(summary, arch).style.hide(axis="index"))
+        display(Markdown(flag_sentences(summary, arch)))
+    return summary
+
+
+BORDER_TITLES = {"count": "images", "black_in_band": "≥ 1% of the outer band black", "framed": "black edge rows or columns",
+                 "called": "called PNEUMONIA", "called_masked": "called PNEUMONIA, band masked",
+                 "called_cropped": "called PNEUMONIA, frame cropped", "change_masked": "mean score change, masked",
+                 "change_cropped": "mean score change, cropped", "roc_auc": "ROC-AUC",
+                 "roc_auc_masked": "ROC-AUC, masked", "roc_auc_cropped": "ROC-AUC, cropped"}
+
+
+def border_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """``border_summary`` for reading: shares in percent, score changes signed, ROC-AUC with three decimals."""
+    shown = pd.DataFrame({"validation images": summary["images"], BORDER_TITLES["count"]: summary["count"]})
+    for column in ("black_in_band", "framed", *(f"called{suffix}" for suffix in BORDER_VERSIONS)):
+        shown[BORDER_TITLES[column]] = summary[column].map(percent)
+    for column in ("change_masked", "change_cropped"):
+        shown[BORDER_TITLES[column]] = summary[column].map(lambda value: f"{value:+.3f}")
+    for column in (f"roc_auc{suffix}" for suffix in BORDER_VERSIONS):
+        shown[BORDER_TITLES[column]] = summary[column].map(number)
+    return shown
+
+
+def border_note(records_dir: Path) -> str | None:
+    """A run's border check as a Markdown heading and table; None when its records hold no border.csv."""
+    path = Path(records_dir) / BORDER_FILE
+    if not path.is_file():
+        return None
+    info = json.loads((Path(records_dir) / RUN_RECORD_FILE).read_text())
+    summary = border_summary(pd.read_csv(path), float(info["threshold"]["value"]))
+    return "\n".join([f"### {model_title(info['arch'])}, seed {info['seed']}", "",
+                      border_table(summary).to_markdown(index=False, disable_numparse=True), ""])
+
+
+def markdown_note(record_dirs: Sequence[Path], commands: Sequence[str]) -> str:
+    """docs/STRESS.md from runs' records folders: the commands that made them, each architecture's stress table with
+    what the OOD flag catches and misses, and each run's validation-only border check."""
+    summary = stress_summary(record_dirs)
+    if summary is None:
+        raise ValueError(f"none of {[str(path) for path in record_dirs]} holds a {STRESS_FILE}; "
+                         f"{missing_records_note()}")
+    sources = ", ".join(f"`{repo_relative(path)}`" for path in record_dirs)
+    lines = ["# Stress test: decisions under acquisition shifts", "",
+             f"Generated by `scripts/stress_note.py` from the records in {sources}. Shifts as declared in `{repo_relative(STRESS_SHIFTS_FILE)}`; every test image at each run's recorded "
+             "threshold; `none` is the unshifted image that decisions flip from. The records were made with:", "",
+             "```bash", *commands, "```", ""]
+    for arch in dict.fromkeys(summary["arch"]):
+        lines += [f"## {model_title(arch)} ({replicates_text(summary, arch)})", "",
+                  arch_table(summary, arch).to_markdown(index=False, disable_numparse=True), "",
+                  flag_sentences(summary, arch), ""]
+    borders = [note for note in map(border_note, record_dirs) if note is not None]
+    if borders:
+        lines += ["## Does the decision depend on the black border? (validation images only)", "",
+                  "Each run's validation images scored as decoded, with the black pixels of their outer band (10% of "
+                  "each side) set to the image's median grey level inside the band (masked), and with the frame of "
+                  "black edge rows and columns cropped away and the inside stretched back (cropped). Images without "
+                  "black there are unchanged by either, so every change comes from images with a black border.", "",
+                  *borders]
+    return "\n".join(lines)
