@@ -168,3 +168,22 @@ def test_pages_render_in_a_browser(smoke_result, tmp_path, name):
     assert 0.005 < dark < 0.5, f"{name}: {dark:.1%} dark pixels: blank or broken page?"
     shades = sum(1 for count in image.resize((64, 120)).histogram() if count)
     assert shades > 20, f"{name} shows {shades} shades of grey: a blank page?"
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary found (apt-get install chromium)")
+def test_no_page_scrolls_sideways_on_a_phone(smoke_result):
+    """At 390 px (a phone) wide tables scroll inside their own box; the page itself, header bar included, never
+    grows wider than the window."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 390, "height": 800})
+        widths = {}
+        for report in pages(smoke_result.reports):
+            page.goto(report.as_uri())
+            widths[report.name] = page.evaluate("() => document.documentElement.scrollWidth")
+        browser.close()
+    assert widths and all(width <= 390 for width in widths.values()), widths
