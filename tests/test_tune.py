@@ -3,8 +3,11 @@ workers share one search), a seeded search is reproducible even when resumed, an
 
 Bookkeeping tests use tests/tune_fakes.py (no training); one test trains real tiny models on a generated tree.
 """
+import html
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,12 +20,13 @@ import pytest
 import yaml
 from conftest import write_tree
 from optuna.trial import TrialState
+from test_reports import CHROMIUM
 from tune_fakes import fake_train, objective_of
 
 from cxrlib import evaluate
 from cxrlib.contract import REPO_ROOT
 from cxrlib.params import check, train_config_values
-from cxrlib.tune import SearchError, ledger, load_search, recipe, report, results, worker
+from cxrlib.tune import SearchError, adoption, ledger, load_search, recipe, report, results, worker
 from cxrlib.report.format import display_table
 from cxrlib.tune.__main__ import NOT_FINISHED, main
 
@@ -288,7 +292,7 @@ def test_a_finished_search_writes_its_report_and_a_tuned_profile_the_runner_acce
     storage = ledger.open_storage(spec, str(tmp_path / "journal.log"))
     worker.work(spec, storage, log=quiet, train_fn=fake_train)
     page = report.write_report(spec, storage, tmp_path / "record").read_text()
-    assert "The search is finished" in page and "ResNet-50: tuned recipe" in page
+    assert "The search is finished" in page and "ResNet-50: the search&#39;s best trial" in page
     assert "test images were never read" in page
     for figure in ("search_history.png", "quality_vs_cpu.png"):
         assert (tmp_path / "record" / figure).stat().st_size > 1000
@@ -328,17 +332,133 @@ def test_an_unfinished_search_reports_interim_numbers_and_names_no_best_configur
         ledger.best_values(ledger.load(spec, ledger.open_storage(spec, journal), "densenet121"))
 
 
-def test_the_trials_table_reads_as_a_page_not_as_the_csv():
-    trials = pd.DataFrame({"arch": ["resnet50", "densenet121"], "kind": ["search", "rerun"], "number": [0, 1],
-                           "state": ["COMPLETE", "FAIL"], "value": [0.0855, np.nan], "recipe": [None, "tuned"],
-                           "training_seed": [1000.0, np.nan], "epochs_run": [8.0, np.nan], "best_epoch": [3.0, np.nan],
-                           "val_auc": [0.99, np.nan], "cpu_seconds": [120.0, np.nan], "wall_seconds": [70.0, np.nan],
-                           "cpu": ["AMD EPYC (avx512_bf16)"] * 2, "code": ["b1e8dc0"] * 2, "started": ["x"] * 2,
-                           "failure": [None, "lost"], "retry_of": [np.nan, 4.0], "param_learning_rate": [0.00146123, 0.001]})
-    table = display_table(report.readable_trials(trials))
-    assert table.headers[:11] == ["Model", "Kind", "Trial", "State", "Validation balanced log-loss", "Recipe",
-                                  "Training seed", "Epochs run", "Best epoch", "Validation ROC-AUC", "CPU minutes"]
-    assert table.rows[0][:11] == ["ResNet-50", "search", "0", "complete", "0.0855", "–", "1000", "8", "4", "0.990",
-                                  "2.000"]
-    assert table.rows[1][6:9] == ["–", "–", "–"] and "Retry of" in table.headers and "4" in table.rows[1]
-    assert "0.001461" in table.rows[0] and "code" not in table.headers and "Started" not in table.headers
+def test_the_trials_tables_read_as_a_page_in_the_budget_tables_words():
+    trials = pd.DataFrame({"arch": ["resnet50"] * 4 + ["densenet121"], "kind": ["search"] * 4 + ["rerun"],
+                           "number": [0, 1, 2, 3, 0], "state": ["COMPLETE", "PRUNED", "FAIL", "COMPLETE", "COMPLETE"],
+                           "value": [0.0855, 0.5, np.nan, 0.1, 0.13], "recipe": [None] * 4 + ["base"],
+                           "training_seed": [1000.0] * 4 + [1001.0], "epochs_run": [8.0, 3.0, np.nan, 8.0, 8.0],
+                           "best_epoch": [4.0, np.nan, np.nan, 8.0, 7.0], "val_auc": [0.99, np.nan, np.nan, 0.99, 0.98],
+                           "cpu_seconds": [120.0, 60.0, np.nan, 130.0, 90.0], "cpu": ["AMD EPYC (avx512_bf16)"] * 5,
+                           "failure": [None, None, "lost: worker vm/84ffed74/5813 stopped", None, None],
+                           "retry_of": [np.nan, np.nan, np.nan, 2.0, np.nan],
+                           "param_learning_rate": [0.00146123, 0.001, 0.002, 0.002, 0.001],
+                           "param_weight_decay": [6.711e-05, 0.0, 0.1, 0.1, 0.0], "param_epochs": [8, 12, 8, 8, 8]})
+    search = display_table(report.search_trials_table(trials, "resnet50", ["learning_rate", "weight_decay", "epochs"]))
+    assert search.headers == ["Trial", "State", "Validation balanced log loss", "Best epoch", "Learning rate",
+                              "Weight decay", "Epochs run of planned"]
+    assert search.rows[0] == ["0", "complete", "0.0855", "4", "0.00146", "0.0000671", "8 of 8"]
+    assert [row[1] for row in search.rows] == ["complete", "pruned", "lost and run again (trial 3)",
+                                               "complete (retry of trial 2)"]  # the budget table's words
+    assert search.rows[1][3] == "–" and search.rows[1][-1] == "3 of 12"
+    assert not [cell for row in search.rows for cell in row if "worker" in cell or "fail" in cell]
+    reruns = display_table(report.rerun_trials_table(trials))
+    assert reruns.rows == [["DenseNet-121", "0", "shared", "1001", "complete", "0.1300", "7", "8", "0.980", "2"]]
+
+
+def test_trials_csv_and_the_page_count_epochs_from_1(tree, tmp_path):
+    spec = load_search(search_file(tmp_path, rerun_seeds=[101]))
+    storage = ledger.open_storage(spec, str(tmp_path / "journal.log"))
+    worker.work(spec, storage, log=quiet, train_fn=fake_train)  # the fake's best epoch is its last: run.json's epochs - 1
+    csv = pd.read_csv(results.write_trials(spec, storage, tmp_path / "record"))
+    complete = csv[csv["state"] == "COMPLETE"]
+    assert (complete["best_epoch"] == complete["epochs_run"]).all()
+    journal = [t.user_attrs["best_epoch"] for t in ledger.load(spec, storage, "resnet50").get_trials(deepcopy=False)
+               if t.state == TrialState.COMPLETE]
+    assert journal == list(complete[(complete["arch"] == "resnet50") & (complete["kind"] == "search")]["best_epoch"] - 1)
+    page = report.write_report(spec, storage, tmp_path / "record").read_text()
+    assert "<strong>Epochs count from 1</strong>, here and in trials.csv" in page
+    names = [d.name for d in spec.space]
+    for arch in spec.archs:
+        shown = display_table(report.search_trials_table(csv, arch, names))
+        column = shown.headers.index("Best epoch")
+        in_csv = csv[(csv["arch"] == arch) & (csv["kind"] == "search")]["best_epoch"]
+        assert [row[column] for row in shown.rows] == ["–" if pd.isna(v) else str(int(v)) for v in in_csv]
+
+
+COMMITTED_SEARCH = REPO_ROOT / "reports" / "tune-cpu"
+
+
+def test_the_objective_axis_stops_below_a_diverged_trial_and_names_it_in_the_legend():
+    from cxrlib import plots
+
+    trials = pd.read_csv(COMMITTED_SEARCH / "trials.csv")
+    searched = trials[(trials["kind"] == "search") & trials["state"].isin(["COMPLETE", "PRUNED"])]
+    assert searched["value"].max() == pytest.approx(4.147, abs=0.001)
+    for figure in (plots.plot_search_history(trials, "balanced_log_loss"),
+                   plots.plot_quality_vs_cost(trials, "balanced_log_loss")):
+        legends = " ".join(text.get_text() for ax in figure.axes for text in ax.get_legend().get_texts())
+        assert "4.15 (trial 1)" in legends and "1.42 (trial 2)" in legends and "0.88 (trial 16)" in legends
+        for ax in figure.axes:
+            bottom, top = ax.get_ylim()
+            assert ax.get_yscale() == "log" and bottom < searched["value"].min() and 0.3 < top < 0.8, (bottom, top)
+
+
+def test_the_committed_plans_say_which_recipes_each_study_took_from_the_search():
+    spec = load_search("cpu")
+    tuned = yaml.safe_load((REPO_ROOT / "profiles" / "cpu-tuned.yaml").read_text())["recipes"]
+    found = {study.plan_file.stem: study for study in adoption.adoptions(spec, tuned, {"resnet50": 3, "densenet121": 6})}
+    assert set(found) == {"confirmatory-cpu", "factorial-cpu"}  # the exploratory study trains the shared recipe only
+    confirmatory = found["confirmatory-cpu"]
+    assert confirmatory.recipes == {"resnet50": "the shared recipe", "densenet121": "its tuned recipe (trial 6)"}
+    assert confirmatory.document == REPO_ROOT / "docs" / "CONFIRMATORY.md"
+    assert confirmatory.report == REPO_ROOT / "reports" / "cpu-confirmatory" / "index.html"
+    factorial = found["factorial-cpu"]
+    assert factorial.recipes == {"resnet50": "DenseNet-121's tuned recipe (trial 6)", "densenet121": "the shared recipe"}
+    assert factorial.document == REPO_ROOT / "docs" / "FACTORIAL.md" and factorial.report is None
+
+
+@pytest.fixture(scope="module")
+def committed_search_page(tmp_path_factory):
+    """The cpu search's report rendered from a copy of its committed journal (nothing trained) in a folder of its own."""
+    directory = tmp_path_factory.mktemp("reports") / "tune-cpu"
+    directory.mkdir()
+    shutil.copy(COMMITTED_SEARCH / "journal.log", directory / "journal.log")
+    spec = load_search("cpu")
+    storage = ledger.open_storage(spec, str(directory / "journal.log"))
+    results.write_trials(spec, storage, directory)
+    return report.write_report(spec, storage, directory)
+
+
+def test_the_search_page_names_what_the_studies_adopted_and_the_winners_curse(committed_search_page):
+    page = html.unescape(committed_search_page.read_text())
+    assert ("Confirmatory study</strong> (seven replicates, each architecture at its own recipe) trains ResNet-50 at "
+            "the shared recipe and DenseNet-121 at its tuned recipe (trial 6)") in page
+    assert "ResNet-50's best trial did not hold up on fresh seeds (0.2051 against the shared recipe's 0.1394)" in page
+    assert "scored 0.2051 on fresh seeds 1001, 1002 (their mean) and 0.1652 ± 0.0823 (seeds 1000–1002) with the " \
+           "winning trial included, a mean biased low" in page
+    assert "The winner's curse." in page and "lowest among 6 (ResNet-50) and 4 (DenseNet-121) complete trials" in page
+    assert ("ResNet-50's trials 6 (128 px, 0.0958) and 17 (128 px, 0.1113) also scored below the shared recipe's "
+            "0.1302 on seed 1000 and were never trained again") in page
+    assert "Indicative only." in page and "6 (ResNet-50) and 4 (DenseNet-121) complete trials over 8" in page
+    assert "lost and run again (trial 3)" in page and "lost: worker" not in page
+
+
+def test_the_search_page_links_the_plans_the_declaration_and_the_studies_and_every_link_resolves(committed_search_page):
+    page = committed_search_page.read_text()
+    directory = committed_search_page.parent
+    links = {(directory / link).resolve() for link in re.findall(r'(?:href|src)="([^"#:]+)"', page)}
+    for target in ("docs/CONFIRMATORY.md", "studies/confirmatory-cpu.yaml", "docs/FACTORIAL.md",
+                   "studies/factorial-cpu.yaml", "searches/cpu.yaml", "reports/cpu-confirmatory/index.html"):
+        assert REPO_ROOT / target in links, target
+    assert [link for link in links if not link.exists()] == []
+    bar = re.search(r'<header class="cxr-bar">.*?</header>', page, re.S).group(0)
+    assert 'class="cxr-home" href="' in bar and 'rel="next"' in bar, bar
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary found (apt-get install chromium)")
+def test_the_search_page_fits_a_laptop(committed_search_page):
+    """At 1,280 px no table scrolls sideways and no figure is wider than the text column."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(committed_search_page.as_uri())
+        scrolling = page.evaluate("""() => [...document.querySelectorAll('.table-wrap')]
+            .filter(wrap => wrap.scrollWidth > wrap.clientWidth).map(wrap => wrap.textContent.slice(0, 80))""")
+        widths = page.evaluate("""() => [document.querySelector('main').clientWidth,
+            ...[...document.images].map(image => image.getBoundingClientRect().width)]""")
+        browser.close()
+    assert scrolling == []
+    assert max(widths[1:]) <= widths[0] and len(widths) == 4

@@ -1,6 +1,8 @@
 """What a search found, as tables: every trial (trials.csv, committed), the best configurations, the reruns.
 
-Read from any storage; nothing here trains or reads images.
+Read from any storage; nothing here trains or reads images. Epochs count from 1 in these tables, as in Keras' log,
+the trial's `epochs_run` and the pruner's steps; the journal's `best_epoch` attribute (from the trial's run.json)
+counts from 0.
 """
 from __future__ import annotations
 
@@ -38,6 +40,8 @@ def trials_frame(spec: SearchSpec, storage) -> pd.DataFrame:
     frame = pd.DataFrame(rows)
     if frame.empty:
         return pd.DataFrame(columns=list(TRIAL_COLUMNS))
+    if "best_epoch" in frame:
+        frame["best_epoch"] = frame["best_epoch"] + 1  # run.json counts from 0; epochs_run and the page from 1
     columns = [c for c in TRIAL_COLUMNS if c in frame] + sorted(c for c in frame if c.startswith("param_"))
     return frame[columns]
 
