@@ -171,7 +171,9 @@ def discussion(runs: Sequence[compare.Run], tables: dict[str, pd.DataFrame], pol
     lines += [f"- {_difference_words(row, planned is None or (row['model'], row['reference']) in planned, mixed)}."
               for _, row in differences.iterrows()] or [f"- {DASH}"]
     lines += ["", "**Limits.** One test folder from one hospital; the data copy's stored image sizes are tied to the "
-              "label (see the within-group view above and notebook 1). "
+              "label, and so is its share of pure-black border (more in NORMAL images), and a classifier on file "
+              "metadata alone separates the classes well (notebook 1 measures all three). The within-group view above "
+              "controls for stored size only, not for the border. "
               + ("These models were trained from scratch at reduced resolution, not with the published protocol "
                  "(ImageNet weights, 224 px; profile full). " if from_scratch else "")
               + (f"With {len(seeds)} seeds neither the Wilcoxon nor the sign test can fall below "
