@@ -28,7 +28,7 @@ from .ensemble import make_ensemble
 from .failures import both_wrong, image_failures, most_disagreed, replicate_pairs
 from .paired import compare_pair, delong_covariance, delong_test, disagreements, mcnemar_test
 from .reliability import (calibration_scores, reliability_bins, reliability_rows, run_calibration, scored_test,
-                          summarise_calibration, summarise_reliability)
+                          summarise_reliability)
 from .runs import PER_RUN_SETTINGS, Run, aligned_subset, find_run_dirs, load_run, load_runs, with_policy
 from .subgroups import (MIN_READABLE_IMAGES, SUBGROUPS, check_subgroup_rows, subgroup_differences, subgroup_of,
                         subgroup_rows, summarise_subgroups, with_subgroups)
@@ -42,6 +42,6 @@ __all__ = [
     "merge_duplicate_rows", "merge_duplicates", "results_table", "with_policy", "within_group_intervals",
     "within_group_metrics", "both_wrong", "image_failures", "most_disagreed", "replicate_pairs",
     "calibration_scores", "reliability_bins", "reliability_rows", "run_calibration", "scored_test",
-    "summarise_calibration", "summarise_reliability", "MIN_READABLE_IMAGES", "SUBGROUPS", "check_subgroup_rows",
+    "summarise_reliability", "MIN_READABLE_IMAGES", "SUBGROUPS", "check_subgroup_rows",
     "subgroup_differences", "subgroup_of", "subgroup_rows", "summarise_subgroups", "with_subgroups",
 ]

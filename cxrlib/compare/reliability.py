@@ -87,14 +87,5 @@ def summarise_reliability(rows: pd.DataFrame) -> pd.DataFrame:
     summary = rows.groupby(["model", "output", "bin"], sort=False).agg(
         predicted=("predicted", "mean"), observed=("observed", "mean"), observed_min=("observed", "min"),
         observed_max=("observed", "max"), replicates=("seed", "nunique"), images=("images", "sum"))
-    return summary.reset_index().sort_values(["model", "output", "bin"], kind="stable", ignore_index=True)
-
-
-def summarise_calibration(scores: pd.DataFrame) -> pd.DataFrame:
-    """``calibration_scores`` across replicates: per model and output, the Brier score and ECE as mean, SD, min and
-    max (columns ``brier_mean`` ... ``ece_max``) and the replicates."""
-    grouped = scores.groupby(["model", "output"], sort=False)
-    summary = grouped[["brier", "ece"]].agg(["mean", "std", "min", "max"])
-    summary.columns = [f"{metric}_{'sd' if statistic == 'std' else statistic}" for metric, statistic in summary.columns]
-    return summary.assign(replicates=grouped["seed"].nunique()).reset_index()
+    return summary.reset_index()
 

@@ -14,7 +14,7 @@ from cxrlib import compare, evaluate, plots
 from cxrlib.contract import ARCHS, CALIBRATION_FILE, SUBGROUPS_FILE
 from cxrlib.files import write_atomic
 from cxrlib.report.discussion import signed
-from cxrlib.report.format import mean_sd_range, model_title, number, readable
+from cxrlib.report.format import is_missing, mean_sd_range, model_title, number, readable
 
 if TYPE_CHECKING:  # the setup's module imports TensorFlow (Grad-CAM); these sections and the model card need none
     from cxrlib.report.comparison import ComparisonSetup
@@ -37,9 +37,14 @@ def compared_pairs(setup: ComparisonSetup) -> list[tuple[str, str]]:
     return [(model, setup.reference) for model in setup.models if model in ARCHS and model != setup.reference]
 
 
-def spread_text(values: pd.Series, digits: int = 3) -> str:
-    """Values across replicates as ``mean ± SD (min–max)``."""
-    return mean_sd_range(values.mean(), values.std(), values.min(), values.max(), digits)
+def summary_text(mean, sd, low, high, ranges: bool = True) -> str:
+    """``mean ± SD (min–max)`` across replicates, or ``mean ± SD`` without ``ranges`` (the index's compact tables)."""
+    return mean_sd_range(mean, sd, low, high) if ranges or is_missing(sd) else f"{number(mean)} ± {number(sd)}"
+
+
+def spread_text(values: pd.Series, ranges: bool = True) -> str:
+    """Values across replicates as ``summary_text``."""
+    return summary_text(values.mean(), values.std(), values.min(), values.max(), ranges)
 
 
 def range_text(values: pd.Series, digits: int = 3) -> str:
@@ -50,15 +55,16 @@ def range_text(values: pd.Series, digits: int = 3) -> str:
 
 # ---------------------------------------------------------------- subgroups
 
-def subgroup_table(rows: pd.DataFrame, group: str = compare.subgroups.ALL_GROUPS) -> pd.DataFrame:
+def subgroup_table(rows: pd.DataFrame, group: str = compare.subgroups.ALL_GROUPS, ranges: bool = True) -> pd.DataFrame:
     """Per model and subgroup of one stored-size ``group``: what is measured, images and the share classified
-    correctly across replicates, ``too few to read`` below the readable size."""
+    correctly across replicates (without the min–max when not ``ranges``), ``too few to read`` below the readable
+    size."""
     summary = compare.summarise_subgroups(rows[rows["group"] == group])
     return pd.DataFrame({
         "model": summary["model"], "subgroup": summary["subgroup"].map(SUBGROUP_NAMES),
         "measured": summary["subgroup"].map(SUBGROUP_METRICS), "images": summary["images"],
-        "mean ± SD (min–max)": [mean_sd_range(*values)
-                                for values in summary[["mean", "sd", "min", "max"]].to_numpy()],
+        "mean ± SD (min–max)" if ranges else "mean ± SD": [
+            summary_text(*values, ranges) for values in summary[["mean", "sd", "min", "max"]].to_numpy()],
         "readable": summary["readable"].map({True: "yes", False: f"no: fewer than {compare.MIN_READABLE_IMAGES}"})})
 
 
@@ -135,14 +141,14 @@ def calibration_axes(scores: pd.DataFrame) -> dict[str, tuple[str, str]]:
                             f"P(PNEUMONIA) if the PNEUMONIA share were the validation images' ({at})")}
 
 
-def calibration_table(scores: pd.DataFrame) -> pd.DataFrame:
-    """Per model and output across replicates: Brier score and ECE as mean ± SD (min–max), the mean output beside
-    the test folder's PNEUMONIA share."""
+def calibration_table(scores: pd.DataFrame, ranges: bool = True) -> pd.DataFrame:
+    """Per model and output across replicates: Brier score and ECE as mean ± SD (min–max; without it when not
+    ``ranges``), the mean output beside the test folder's PNEUMONIA share."""
     rows = []
     for (model, output), part in scores.groupby(["model", "output"], sort=False):
         rows.append({"model": model, "output": OUTPUT_NAMES[output], "replicates": part["seed"].nunique(),
-                     "Brier score": spread_text(part["brier"]), "ECE": spread_text(part["ece"]),
-                     "mean output": spread_text(part["mean_output"]),
+                     "Brier score": spread_text(part["brier"], ranges), "ECE": spread_text(part["ece"], ranges),
+                     "mean output": spread_text(part["mean_output"], ranges),
                      "test PNEUMONIA share": number(part["prevalence"].iloc[0])})
     return pd.DataFrame(rows)
 

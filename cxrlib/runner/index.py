@@ -3,7 +3,9 @@ the page of the comparison table.
 
 The index shows what the comparison notebook saved into the report directory: the study's decision, figure,
 paired differences, expectations and within-group view (study.json, seed_pairs.png, when the records belong to a
-study plan), the headline table (comparison.csv), each replicate (seeds.csv) and the ROC figure (roc_curves.png).
+study plan), the headline table (comparison.csv), each replicate (seeds.csv), the ROC figure (roc_curves.png), and
+near the end, for a reader of a medical model, sensitivity per pneumonia subtype and calibration (subgroups.csv,
+calibration.csv) with a link to the model card.
 """
 from __future__ import annotations
 
@@ -15,10 +17,12 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from cxrlib.contract import (COMPARISON_FILE, COMPARISON_MARKDOWN, COMPARISON_PAGE, FACTORIAL_FIGURE, FACTORIAL_FILE,
-                             INDEX_PAGE, REPO_ROOT, ROC_FIGURE, RUN_LOG_FILE, RUNNER_RECORD_FILE, SEED_PAIRS_FIGURE,
-                             SEEDS_FILE, STUDIES_DIR, STUDY_FILE)
+from cxrlib import compare
+from cxrlib.contract import (CALIBRATION_FILE, COMPARISON_FILE, COMPARISON_MARKDOWN, COMPARISON_PAGE, FACTORIAL_FIGURE,
+                             FACTORIAL_FILE, INDEX_PAGE, REPO_ROOT, ROC_FIGURE, RUN_LOG_FILE, RUNNER_RECORD_FILE,
+                             SEED_PAIRS_FIGURE, SEEDS_FILE, STUDIES_DIR, STUDY_FILE, SUBGROUPS_FILE)
 from cxrlib.files import write_atomic
+from cxrlib.report import model_card, reader
 from cxrlib.report.format import (POLICY_NAMES, Table, column_label, display_table, headline_table, setting_text,
                                   value_text, without_constant_columns)
 from cxrlib.runtime import version_text
@@ -185,6 +189,20 @@ def markdown_heading(path: Path) -> tuple[str, str]:
     return blocks[0].removeprefix("# ").strip(), lead.strip()
 
 
+def reader_record(report_dir: Path) -> dict | None:
+    """Notebook 04's subgroup and calibration results (subgroups.csv, calibration.csv) as the index's compact tables,
+    and the link to docs/MODEL_CARD.md when the card describes this study; None without them."""
+    subgroups, calibration = report_dir / SUBGROUPS_FILE, report_dir / CALIBRATION_FILE
+    if not (subgroups.is_file() and calibration.is_file()):
+        return None
+    rows = compare.check_subgroup_rows(pd.read_csv(subgroups), str(subgroups))
+    card = model_card.CARD_FILE
+    return {"subgroups": display_table(reader.subgroup_table(rows, ranges=False).drop(columns="readable")),
+            "calibration": display_table(reader.calibration_table(pd.read_csv(calibration), ranges=False)
+                                         .drop(columns=["replicates", "mean output"])),
+            "card_href": repo_link(card, report_dir) if card.is_file() and model_card.describes(report_dir) else None}
+
+
 def write_index(report_dir: Path, record: dict, description: str) -> Path:
     """index.html for ``report_dir`` from its run record and the tables the notebooks left there."""
     notes = [record["note"]] if record.get("note") else []
@@ -203,6 +221,7 @@ def write_index(report_dir: Path, record: dict, description: str) -> Path:
                   record=record, description=description, notes=notes, headline=headline(report_dir),
                   seeds=seed_table(report_dir), study=study_record(report_dir), searches=search_reports(report_dir),
                   factorial=factorial_record(report_dir), later=later_studies(report_dir, study_record(report_dir)),
+                  reader=reader_record(report_dir),
                   names=LINKED_FILES, present=present, figures=figures, compare_report=compare_report, reports=reports,
                   version=version_text(record["code_version"]), duration_text=duration_text,
                   when_text=when_text,
