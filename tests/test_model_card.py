@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from cxrlib import compare, plan
-from cxrlib.contract import ARCHS, CALIBRATION_FILE, SEEDS_FILE, STUDY_FILE, SUBGROUPS_FILE
+from cxrlib.contract import ARCHS, CALIBRATION_FILE, REPO_ROOT, SEEDS_FILE, STUDY_FILE, SUBGROUPS_FILE
 from cxrlib.report import model_card
 from cxrlib.runner import index
 from reader_fakes import fake_run, index_images, study_runs
@@ -17,6 +17,11 @@ from test_runner import fabricated_record
 CONFIRMATORY = plan.load_plan("confirmatory-cpu")
 SENSITIVITY, SPECIFICITY = {"resnet50": 0.95, "densenet121": 0.98}, {"resnet50": 0.80, "densenet121": 0.82}
 CALIBRATION = {"method": "platt", "slope": 2.0, "intercept": 1.0, "prevalence": 0.74, "images": 10, "fitted_on": "val"}
+
+
+def test_the_committed_card_is_what_the_records_give():
+    assert model_card.CARD_FILE.read_text() == model_card.model_card(model_card.read_records()), (
+        "docs/MODEL_CARD.md differs from its records: run python -m cxrlib.report.model_card")
 
 
 def run_record(arch: str, seed: int) -> dict:
@@ -124,8 +129,14 @@ def test_the_index_shows_the_reader_tables_and_links_the_card_only_for_its_study
     record = index.reader_record(report_dir)
     assert record["card_href"] is None  # no card is written in this generated root
     assert record["subgroups"].headers == ["Model", "Subgroup", "Measured", "Images", "Mean ± SD"]
-    assert record["calibration"].headers == ["Model", "Output", "Brier score", "ECE", "Test PNEUMONIA share"]
+    assert record["calibration"].headers == ["Model", "Output", "Brier score", "ECE"]
     page = index.write_index(report_dir, fabricated_record(), "a study").read_text()
     assert "For a reader of a medical model" in page and "not for clinical use" in page
     assert page.index('id="for-a-reader"') < page.index('id="reports"')
     assert index.reader_record(tmp_path / "elsewhere") is None
+
+
+def test_the_confirmatory_index_links_the_committed_card():
+    report_dir = REPO_ROOT / "reports" / "cpu-confirmatory"
+    assert model_card.describes(report_dir) and not model_card.describes(REPO_ROOT / "reports" / "cpu")
+    assert index.reader_record(report_dir)["card_href"] == "../../docs/MODEL_CARD.md"

@@ -81,7 +81,7 @@ def test_the_calibration_section_names_what_each_axis_is(setup, monkeypatch):
     written = pd.read_csv(f"{setup.params['report_dir']}/{CALIBRATION_FILE}")
     assert written["brier"].tolist() == pytest.approx(scores["brier"].tolist())
     outputs = drawn[0]
-    assert "not P(PNEUMONIA)" in outputs["score"][1] and "validation images' (0.75)" in outputs["probability"][1]
+    assert "not P(PNEUMONIA)" in outputs["score"][0] and "at a PNEUMONIA share of 0.75" in outputs["probability"][1]
     table = tables(shown)[0]
     assert table["Output"].tolist()[:2] == ["raw score", "calibrated probability"]
     words = texts(shown)
@@ -199,3 +199,15 @@ def test_confirmatory_calibration_as_committed(confirmatory, monkeypatch):
     assert set(scores["calibration_source"]) == {"recorded in run.json"} and len(scores) == 28
     wide = scores.pivot_table(index=["model", "seed"], columns="output", values="brier")
     assert (wide["probability"] > wide["score"]).all()  # the calibrated probability is worse on test in every run
+
+
+@pytest.mark.realdata
+def test_the_committed_subgroup_and_calibration_files_are_what_the_records_give(confirmatory, monkeypatch):
+    """subgroups.csv and calibration.csv, which the index and docs/MODEL_CARD.md read, match the records."""
+    shown_items(monkeypatch)
+    monkeypatch.setattr(reader.plots, "plot_reliability_band", lambda *args: None)
+    committed = REPO_ROOT / "reports" / "cpu-confirmatory"
+    pd.testing.assert_frame_equal(pd.read_csv(committed / SUBGROUPS_FILE),
+                                  reader.subgroups_section(confirmatory).reset_index(drop=True), check_dtype=False)
+    pd.testing.assert_frame_equal(pd.read_csv(committed / CALIBRATION_FILE),
+                                  reader.calibration_section(confirmatory).reset_index(drop=True), check_dtype=False)

@@ -299,8 +299,8 @@ def factors_section(records: CardRecords) -> str:
   copies (`../shared/data/README.md`, notebook 1 in `{repo_relative(records.report_dir)}/01_data_exploration.html`).
   How an image was stored is tied to its label: its size, and how much pure-black border surrounds the body
   (NORMAL images carry more in every stored-size group, notebook 1). In the test folder: {size_sentence(records)}.
-  A network can learn these instead of the lungs; the models resize every image to a square, so the size survives
-  as the aspect of the anatomy and the resampling, and the border as it is.
+  A network can learn these instead of the lungs: the models resize every image to a square, which hides the
+  stored size but not necessarily the traces of how a copy was resampled, and not the border.
 """
 
 
@@ -362,8 +362,8 @@ Every metric within the stored-size groups (`{STUDY_FILE}`):
 
 The raw score is trained with equal class weights and label smoothing: it ranks images but is not P(PNEUMONIA).
 The `probability` of `cxrlib.predict` is the score through a logistic regression fitted on each run's validation
-images (PNEUMONIA share {range_text(prevalence)}); on the test folder (share
-{number(pneumonia_share(records))}):
+images (PNEUMONIA share {range_text(prevalence)}). On the test folder, whose PNEUMONIA share is
+{number(pneumonia_share(records))} (compare the mean output):
 
 {markdown_table(calibration_table(records.calibration))}
 

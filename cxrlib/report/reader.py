@@ -136,20 +136,17 @@ def subgroups_section(setup: ComparisonSetup) -> pd.DataFrame:
 def calibration_axes(scores: pd.DataFrame) -> dict[str, tuple[str, str]]:
     """Each output's panel title and axis name, saying what it is (the raw score is not P(PNEUMONIA))."""
     at = range_text(scores["calibration_prevalence"], 2)
-    return {"score": ("Raw score", "model score: ranks images, not P(PNEUMONIA) (label smoothing, class weights)"),
-            "probability": ("Platt-calibrated probability (cxrlib.predict)",
-                            f"P(PNEUMONIA) if the PNEUMONIA share were the validation images' ({at})")}
+    return {"score": ("Raw score: ranks images, not P(PNEUMONIA)", "model score (class-weighted, label-smoothed)"),
+            "probability": ("Calibrated probability (cxrlib.predict)", f"P(PNEUMONIA) at a PNEUMONIA share of {at}")}
 
 
 def calibration_table(scores: pd.DataFrame, ranges: bool = True) -> pd.DataFrame:
-    """Per model and output across replicates: Brier score and ECE as mean ± SD (min–max; without it when not
-    ``ranges``), the mean output beside the test folder's PNEUMONIA share."""
+    """Per model and output across replicates: Brier score, ECE and the mean output (to set beside the test
+    folder's PNEUMONIA share) as mean ± SD (min–max; without it when not ``ranges``)."""
     rows = []
     for (model, output), part in scores.groupby(["model", "output"], sort=False):
-        rows.append({"model": model, "output": OUTPUT_NAMES[output], "replicates": part["seed"].nunique(),
-                     "Brier score": spread_text(part["brier"], ranges), "ECE": spread_text(part["ece"], ranges),
-                     "mean output": spread_text(part["mean_output"], ranges),
-                     "test PNEUMONIA share": number(part["prevalence"].iloc[0])})
+        rows.append({"model": model, "output": OUTPUT_NAMES[output], "Brier score": spread_text(part["brier"], ranges),
+                     "ECE": spread_text(part["ece"], ranges), "mean output": spread_text(part["mean_output"], ranges)})
     return pd.DataFrame(rows)
 
 

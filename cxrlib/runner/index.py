@@ -199,7 +199,7 @@ def reader_record(report_dir: Path) -> dict | None:
     card = model_card.CARD_FILE
     return {"subgroups": display_table(reader.subgroup_table(rows, ranges=False).drop(columns="readable")),
             "calibration": display_table(reader.calibration_table(pd.read_csv(calibration), ranges=False)
-                                         .drop(columns=["replicates", "mean output"])),
+                                         .drop(columns="mean output")),
             "card_href": repo_link(card, report_dir) if card.is_file() and model_card.describes(report_dir) else None}
 
 
