@@ -73,7 +73,7 @@ def test_the_card_states_the_records_numbers(study_root):
     assert "| DenseNet-121 | 0.100" in card and f"{ppv:.3f}" in card and f"{npv:.3f}" in card
     assert "| ResNet-50    | 7 " in card and "0.950 (" in card  # mean sensitivity with its interval
     assert "committed in abc1234 on 2026-12-07" in card and "The decision. Its details." in card
-    assert "| held-out test X-rays | 624 |" in card  # the OOD measurement, as committed
+    assert "| held-out test X-rays | 624 |" in card and "Run `RUN_DIR`" in card  # the OOD measurement, as committed
     assert "viral pneumonia" in card and "ResNet-50 3×3, DenseNet-121 4×4" in card
     assert "viral 4: 4 square 227×227" in card and "no: fewer than 30" in card
     assert [line for line in card.splitlines() if len(line) > 120 and len(line.split()) > 1 and line[0] != "|"] == []
@@ -103,11 +103,15 @@ def test_every_planned_replicate_is_needed(study_root):
 
 def test_the_ood_table_is_read_from_its_section(tmp_path):
     report = tmp_path / "ood.md"
-    report.write_text("# OOD\n\ntext\n\n## Flagged images\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n## Next\n| x |\n")
+    report.write_text("# OOD\n\nRun `R`: a model,\nseed 1.\n\n## Flagged images\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n"
+                      "## Next\n| x |\n")
     assert model_card.ood_flag_table(report) == "| a | b |\n|---|---|\n| 1 | 2 |"
+    assert model_card.ood_measured_run(report) == "Run `R`: a model, seed 1."
     report.write_text("# OOD\n\nno table\n")
     with pytest.raises(model_card.CardError, match="no '## Flagged images' section.*measure_ood.py"):
         model_card.ood_flag_table(report)
+    with pytest.raises(model_card.CardError, match="names no measured run.*measure_ood.py"):
+        model_card.ood_measured_run(report)
 
 
 def test_predictive_values_follow_bayes_rule():

@@ -51,6 +51,7 @@ class CardRecords:
     calibration: pd.DataFrame  # calibration.csv
     runs: dict[str, list[dict]]  # per architecture, every replicate's run.json
     ood_table: str  # the flagged-images table of reports/ood_flag_rates.md
+    ood_run: str  # its sentence naming the run it was measured on
 
 
 def describes(report_dir: Path, study: str = CARD_STUDY) -> bool:
@@ -84,6 +85,15 @@ def ood_flag_table(path: Path = OOD_REPORT) -> str:
     return "\n".join(table[:next((i for i, line in enumerate(table) if not line.startswith("|")), len(table))])
 
 
+def ood_measured_run(path: Path = OOD_REPORT) -> str:
+    """The OOD measurement's sentence naming the run it was measured on (its paragraph starting 'Run ')."""
+    paragraph = next((block for block in path.read_text().split("\n\n") if block.startswith("Run ")), None)
+    if paragraph is None:
+        raise CardError(f"{repo_relative(path)} names no measured run (a paragraph starting 'Run '); write it again "
+                        "with scripts/measure_ood.py")
+    return " ".join(paragraph.split())
+
+
 def run_records(records: Path, seeds) -> dict[str, list[dict]]:
     """Per architecture, the run.json of every planned replicate."""
     runs = {}
@@ -111,7 +121,7 @@ def read_records(study: str = CARD_STUDY) -> CardRecords:
                                             repo_relative(report_dir / SUBGROUPS_FILE))
     calibration = read_table(report_dir / CALIBRATION_FILE, fix)
     return CardRecords(study_plan, report_dir, per_seed, json.loads(study_file.read_text()), subgroups, calibration,
-                       run_records(records, study_plan.seeds), ood_flag_table())
+                       run_records(records, study_plan.seeds), ood_flag_table(), ood_measured_run())
 
 
 # ---------------------------------------------------------------- numbers
@@ -369,9 +379,8 @@ images (PNEUMONIA share {range_text(prevalence)}). On the test folder, whose PNE
 
 ### The out-of-distribution flag
 
-What `cxrlib.predict`'s `ood_flag` catches was measured once (`{repo_relative(OOD_REPORT)}`): on **one ResNet-50 of
-the exploratory `cpu` recipe (seed 1)**, not on this study's models and never on a DenseNet-121, with its flag
-threshold at the validation images' 99th percentile:
+What `cxrlib.predict`'s `ood_flag` catches was measured once (`{repo_relative(OOD_REPORT)}`), on **one run, not a
+replicate of this study**: {records.ood_run} Its flag threshold is the validation images' 99th percentile:
 
 {records.ood_table}
 """
@@ -450,8 +459,8 @@ nothing here says how the models behave for other populations.
   decide; read the `probability` as this card's calibration table says, not as a probability.
 - **Errors the models share.** Notebook 4 shows, as images with their file names and scores, the test images both
   models get wrong in the most replicates and those they disagree on most: look there before trusting either.
-- **The OOD flag is a smoke detector, not a guarantee.** The table above is all that was measured: one model of
-  another recipe, on foreign images made for the test. It was never tried on X-rays of other body parts, from other
+- **The OOD flag is a smoke detector, not a guarantee.** The table above is all that was measured: one run, not
+  of this study, on foreign images made for the test. It was never tried on X-rays of other body parts, from other
   hospitals, of adults or lateral views, nor on these models: a missing flag does not prove an image is like the
   training images.
 - **Small networks, small images.** Trained from scratch on a CPU at the image sizes in the recipe table; the
