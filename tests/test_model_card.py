@@ -140,7 +140,11 @@ def test_the_index_shows_the_reader_tables_and_links_the_card_only_for_its_study
     assert index.reader_record(tmp_path / "elsewhere") is None
 
 
-def test_the_confirmatory_index_links_the_committed_card():
+def test_the_confirmatory_index_links_the_committed_card_also_from_the_runners_staging_copy(tmp_path):
     report_dir = REPO_ROOT / "reports" / "cpu-confirmatory"
     assert model_card.describes(report_dir) and not model_card.describes(REPO_ROOT / "reports" / "cpu")
     assert index.reader_record(report_dir)["card_href"] == "../../docs/MODEL_CARD.md"
+    staging = tmp_path / "cpu-confirmatory.staging"
+    staging.mkdir()
+    shutil.copy(report_dir / STUDY_FILE, staging)
+    assert model_card.describes(staging)

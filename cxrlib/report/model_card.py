@@ -55,8 +55,10 @@ class CardRecords:
 
 
 def describes(report_dir: Path, study: str = CARD_STUDY) -> bool:
-    """True when ``report_dir`` is the report directory of the study the card describes."""
-    return Path(report_dir).resolve() == (REPO_ROOT / plan.load_plan(study).records).parent.resolve()
+    """True when ``report_dir`` holds the study the card describes (its study.json names that plan), wherever the
+    folder lies (the runner renders into a staging copy)."""
+    path = Path(report_dir) / STUDY_FILE
+    return path.is_file() and json.loads(path.read_text()).get("plan") == f"studies/{study}.yaml"
 
 
 def render_command(study_plan: plan.StudyPlan) -> str:
