@@ -177,15 +177,6 @@ def test_paths_outside_the_repository_are_shown_relative_to_it_too():
     assert shown_parameters({"data_dir": str(REPO_ROOT.parent / "shared" / "data")}) == {"data_dir": "../shared/data"}
 
 
-def test_disagreement_table_names_models_and_classes():
-    disagree = pd.DataFrame({"path": ["/x/test/NORMAL/a.jpeg"], "label": ["NORMAL"], "prob_resnet50": [0.2],
-                             "prob_densenet121": [0.7], "correct": ["resnet50"]})
-    shown = discussion.disagreement_table(disagree, [fake_run("resnet50", 1, 0), fake_run("densenet121", 1, 0)])
-    assert list(shown.columns) == ["image", "true class", "P(PNEUMONIA), ResNet-50", "P(PNEUMONIA), DenseNet-121",
-                                   "right"]
-    assert shown.iloc[0].tolist() == ["a.jpeg", "NORMAL", 0.2, 0.7, "ResNet-50"]
-
-
 @pytest.mark.parametrize("profile, command", [("cpu", "--profile cpu --only 02"), ("interactive", "--profile smoke")])
 def test_comparison_without_runs_names_a_command_that_works(tmp_path, profile, command):
     from cxrlib.report import comparison

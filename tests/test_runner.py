@@ -430,7 +430,7 @@ def test_index_shows_readable_tables_the_roc_figure_and_resolvable_links(tmp_pat
                   "is_primary": [True, False], "threshold": [0.5, 0.31], "roc_auc": [0.9612, 0.9612],
                   "n_test": [1624, 1624]}).to_csv(tmp_path / "seeds.csv", index=False)
     page = index.write_index(tmp_path, fabricated_record(), "From scratch on a CPU.").read_text()
-    assert "0.910\u00a0±\u00a00.010 (0.900–0.920)" in page  # breaks only before the interval
+    assert "0.910\u00a0±\u00a00.010 (0.900–\u20600.920)" in page  # breaks only before the interval
     assert '<th scope="col" class="word">ROC-AUC</th>' in page
     assert "ResNet-50" in page and "ensemble (mean)" in page and "0.930<" in page
     assert 'src="roc_curves.png" width="10" height="5"' in page and 'alt="ROC curves' in page  # half its pixels

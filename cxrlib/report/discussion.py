@@ -97,28 +97,6 @@ def randomised_sources(runs: Sequence[compare.Run]) -> str:
             "split, so their comparison is paired. The test folder is the same in every replicate.")
 
 
-def disagreement_sentence(disagree: pd.DataFrame, runs: Sequence[compare.Run], n_test: int) -> str:
-    """How many test images two models disagree on and which one was right how often."""
-    right = disagree["correct"].value_counts()
-    counts = ", ".join(f"{model_title(run.name)} is right on {int(right.get(run.name, 0))}" for run in runs)
-    classes = ", ".join(f"{count} {label}" for label, count in disagree["label"].value_counts().sort_index().items())
-    return (f"The models disagree on **{len(disagree)}** of {n_test} test images ({classes or 'none'}): {counts}. "
-            "All are listed, the starkest disagreement (largest gap between the two probabilities) first.")
-
-
-def disagreement_table(disagree: pd.DataFrame, runs: Sequence[compare.Run]) -> pd.DataFrame:
-    """compare.disagreements for readers: image, true class, each model's probability, and who was right; the
-    largest gap between the two probabilities first."""
-    gap = (disagree[f"prob_{runs[0].name}"] - disagree[f"prob_{runs[1].name}"]).abs()
-    disagree = disagree.loc[gap.sort_values(ascending=False, kind="stable").index]
-    shown = pd.DataFrame({"image": disagree["path"].map(lambda path: str(path).replace("\\", "/").split("/")[-1]),
-                          "true class": disagree["label"]})
-    for run in runs:
-        shown[f"P(PNEUMONIA), {model_title(run.name)}"] = disagree[f"prob_{run.name}"]
-    shown["right"] = disagree["correct"].map(model_title)
-    return shown.reset_index(drop=True)
-
-
 def _summary_row(tables: dict[str, pd.DataFrame], model: str, metric: str) -> pd.Series:
     """The primary-policy summary row of one model and metric."""
     summary = tables["summary"]
