@@ -1,7 +1,7 @@
 """Does a run's decision depend on the black frame? Its validation images scored as decoded, with the black pixels
-of their outer band masked (set to the image's median grey level inside the band), and with the frame of black edge
-rows and columns cropped away (the inside stretched back to the square). Validation images only: nothing here looks
-at a test image.
+of their outer band masked (set to the median grey level of the centre the band encloses), and with the frame of
+black edge rows and columns cropped away (the inside stretched back to the square). Validation images only: nothing
+here looks at a test image.
 
 The outer band is notebook 1's (``data.summary.BLACK_BORDER`` of each side); a pixel is black at or below
 ``BLACK_LEVEL`` at the model's input size, where resizing has smoothed the stored zeros.
@@ -44,7 +44,7 @@ def black_pixels(images: np.ndarray) -> np.ndarray:
 
 
 def mask_band(images: np.ndarray) -> np.ndarray:
-    """The images with the black pixels of their outer band set to the median grey level inside the band."""
+    """The images with the black pixels of their outer band set to the median grey level of the centre it encloses."""
     band = outer_band(images.shape[1])
     fill = np.median(images[:, ~band, 0], axis=1)[:, None, None, None]
     return np.where((black_pixels(images) & band)[..., None], fill, images).astype(np.float32)
