@@ -47,7 +47,12 @@ def test_bad_values_are_rejected(name, value, problem):
 
 
 def test_int_is_accepted_where_a_number_is_expected_and_null_where_allowed():
-    assert check({"learning_rate": 1, "weights": None, "subsample_per_class": None})
+    values = {"learning_rate": 1, "weights": None, "subsample_per_class": None}
+    assert check(values) is values  # accepted and returned unchanged, not a converted copy
+    assert PARAMETERS["learning_rate"].problem(1) is None and PARAMETERS["subsample_per_class"].problem(None) is None
+    # ... while the converse is refused: a float where an integer is expected, null where it is not allowed
+    assert PARAMETERS["epochs"].problem(1.0) == "has type float"
+    assert PARAMETERS["image_size"].problem(None) == "must not be null"
 
 
 def test_unknown_parameter_suggests_the_close_name():
@@ -90,7 +95,8 @@ def test_notebook_groups_use_only_known_parameters():
 def test_fine_tuning_needs_a_frozen_first_phase():
     with pytest.raises(ParameterError, match="finetune_epochs = 3 needs train_base false"):
         check({"finetune_epochs": 3, "train_base": True})
-    assert check({"finetune_epochs": 3, "train_base": False})
+    for accepted in ({"finetune_epochs": 3, "train_base": False}, {"finetune_epochs": 0, "train_base": True}):
+        assert check(accepted) is accepted  # no error raised
 
 
 @pytest.mark.parametrize("weights", [
@@ -98,7 +104,9 @@ def test_fine_tuning_needs_a_frozen_first_phase():
     {"resnet50": "weights/r.keras", "densenet121": "imagenet"}, {"resnet50": None, "densenet121": "d.hdf5"},
 ])
 def test_weights_accepts_null_imagenet_a_file_a_template_and_a_mapping(weights):
-    assert check({"weights": weights})
+    assert PARAMETERS["weights"].problem(weights) is None
+    values = {"weights": weights}
+    assert check(values) is values
 
 
 @pytest.mark.parametrize("weights, problem", [
@@ -117,10 +125,11 @@ def test_bad_weights_name_the_value_and_the_accepted_forms(weights, problem):
 def test_recipes_override_the_shared_values_for_their_architecture_only():
     shared = {name: 0 for name in params.TRAIN_CONFIG_PARAMETERS} | {"learning_rate": 1e-3, "recipes": None}
     tuned = {**shared, "recipes": {"densenet121": {"learning_rate": 5e-4, "image_size": 128}}}
-    assert params.check({"recipes": tuned["recipes"]}, source="test") is not None
-    assert params.train_config_values(tuned, 1, 1, "densenet121")["learning_rate"] == 5e-4
-    assert params.train_config_values(tuned, 1, 1, "densenet121")["image_size"] == 128
-    assert params.train_config_values(tuned, 1, 1, "resnet50")["learning_rate"] == 1e-3
+    assert PARAMETERS["recipes"].problem(tuned["recipes"]) is None
+    densenet = params.train_config_values(tuned, 1, 1, "densenet121")
+    resnet = params.train_config_values(tuned, 1, 1, "resnet50")
+    assert (densenet["learning_rate"], densenet["image_size"], densenet["batch_size"]) == (5e-4, 128, 0)
+    assert (resnet["learning_rate"], resnet["image_size"]) == (1e-3, 0)  # the shared values
     assert params.train_config_values(shared, 1, 1, "resnet50")["learning_rate"] == 1e-3
 
 

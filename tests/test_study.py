@@ -5,7 +5,7 @@ import pytest
 
 from scipy.stats import wilcoxon
 
-from cxrlib import compare, evaluate, study
+from cxrlib import compare, study
 from cxrlib.contract import THRESHOLD_POLICIES, model_of
 
 # Test rows: 5 NORMAL and 5 PNEUMONIA. A run with m "missed" positives scores them below every negative, so at
@@ -49,20 +49,24 @@ def test_seed_metrics_chooses_every_policy_on_each_runs_validation_rows(runs):
             assert fixed.loc[(model, seed), "roc_auc"] == pytest.approx(1 - m / 5)
             assert fixed.loc[(model, seed), "sensitivity"] == pytest.approx((5 - m) / 5)
             assert fixed.loc[(model, seed), "specificity"] == 1
-    run = runs[4]  # densenet121, seed 2
+    # DenseNet-121, seed 2, by hand. Validation negatives: 0.05 + 0.55k/7 (k = 0..7); positives: 0.38 + 0.58k/7.
+    # Youden's J = TPR - FPR at the cut-offs 0.38, 0.4629, 0.5457 and 0.6286 (the 8th to the 5th highest positive):
+    # 8/8 - 3/8 = 7/8 - 2/8 = 6/8 - 1/8 = 5/8 - 0/8 = 0.625, every other cut-off less; ties take the highest,
+    # 0.38 + 3 * 0.58 / 7. On test (negatives <= 0.45; positives 0.01, 0.9, 0.8, 0.7, 0.6) it finds 3 of the 5
+    # positives (0.6 falls below it) and every negative: accuracy 8/10, where the fixed 0.5 gives 9/10.
     youden = per_seed.set_index(["model", "seed", "policy"]).loc[("densenet121", 2, "youden")]
-    assert youden["threshold"] == evaluate.choose_threshold(run.val["target"], run.val["prob"], "youden")
-    assert youden["accuracy"] == pytest.approx(evaluate.compute_metrics(run.test["target"], run.test["prob"],
-                                                                        youden["threshold"])["accuracy"])
+    assert youden["threshold"] == pytest.approx(0.38 + 3 * 0.58 / 7)
+    assert (youden["accuracy"], youden["sensitivity"], youden["specificity"]) == pytest.approx((0.8, 0.6, 1.0))
 
 
 def test_seed_metrics_passes_policy_parameters(runs):
     per_seed = study.seed_metrics(runs, "fixed", ("fixed", "sensitivity"), fixed_threshold=0.35,
                                   target_sensitivity=0.5)
     assert (per_seed.loc[per_seed["policy"] == "fixed", "threshold"] == 0.35).all()
-    run = runs[0]
-    expected = evaluate.choose_threshold(run.val["target"], run.val["prob"], "sensitivity", target_sensitivity=0.5)
-    assert per_seed.loc[1, "threshold"] == expected
+    # ResNet-50, seed 1: validation positives 0.39 + 0.58k/7 (k = 0..7); sensitivity 0.5 needs 4 of the 8, so the
+    # highest such cut-off is the 4th highest positive, 0.39 + 4 * 0.58 / 7 (the default 0.95 would need 8 of 8: 0.39).
+    sensitivity = per_seed.set_index(["model", "seed", "policy"]).loc[("resnet50", 1, "sensitivity")]
+    assert sensitivity["threshold"] == pytest.approx(0.39 + 4 * 0.58 / 7)
 
 
 def test_summary_gives_hand_checkable_means_sds_and_ranges(runs):
@@ -108,7 +112,10 @@ def test_seed_ensembles_average_each_seeds_models_and_choose_their_own_threshold
     np.testing.assert_allclose(first.test["prob"], (runs[0].test["prob"] + runs[3].test["prob"]) / 2)
     per_seed = study.seed_metrics(with_ensembles, "youden").set_index(["model", "seed", "policy"])
     row = per_seed.loc[("ensemble", 1, "youden")]
-    assert row["threshold"] == evaluate.choose_threshold(first.val["target"], first.val["prob"], "youden")
+    # Both seed-1 models have the same validation rows, so the ensemble has them too: negatives 0.05 + 0.55k/7,
+    # positives 0.39 + 0.58k/7 (k = 0..7). J = 5/8 at the 8th to the 5th highest positive (3, 2, 1, 0 negatives
+    # above), less elsewhere; ties take the highest cut-off.
+    assert row["threshold"] == pytest.approx(0.39 + 3 * 0.58 / 7)
     # At 0.5 the seed-2 ensemble misses the one positive both models score 0.01: accuracy 0.9.
     assert per_seed.loc[("ensemble", 2, "fixed"), "accuracy"] == pytest.approx(0.9)
 
