@@ -178,25 +178,56 @@ def test_disagreements_lists_exactly_the_differing_predictions(two_runs):
     assert (frame[f"pred_{resnet.name}"] != frame[f"pred_{densenet.name}"]).all()
 
 
+def youden_by_counting(targets, probs, delta: float = 0.0) -> tuple[float, float]:
+    """(lowest, highest) observed score whose Youden's J = TPR - FPR (positive: score >= cut-off) is within
+    ``delta`` of its maximum, counted image by image at every distinct score: not through an ROC curve, as
+    cxrlib.evaluate finds it."""
+    targets, probs = np.asarray(targets), np.asarray(probs, dtype=float)
+    cuts = np.unique(probs)
+    j = np.array([(probs[targets == 1] >= cut).mean() - (probs[targets == 0] >= cut).mean() for cut in cuts])
+    near = cuts[j >= j.max() - delta - 1e-12]
+    return float(near.min()), float(near.max())
+
+
+def combined(a: np.ndarray, b: np.ndarray, method: str) -> np.ndarray:
+    """Two members' scores combined as written out: 'mean' (a + b) / 2; 'logit' the sigmoid of the mean logit, which
+    is the geometric mean of the odds: sqrt(ab) / (sqrt(ab) + sqrt((1 - a)(1 - b)))."""
+    return (a + b) / 2 if method == "mean" else np.sqrt(a * b) / (np.sqrt(a * b) + np.sqrt((1 - a) * (1 - b)))
+
+
+def members_on(runs, subset: str) -> pd.DataFrame:
+    """The two runs' rows of ``subset`` joined on the image path: target, prob_a, prob_b."""
+    a, b = (getattr(run, subset)[["path", "target", "prob"]] for run in runs)
+    return a.merge(b.drop(columns="target"), on="path", suffixes=("_a", "_b"), validate="one_to_one")
+
+
 @pytest.mark.parametrize("method", ["mean", "logit"])
 def test_ensemble_averages_probabilities_and_chooses_its_threshold_on_val(two_runs, method):
     ensemble = compare.make_ensemble(two_runs, method=method)
-    test_a, test_b = compare.aligned_subset(two_runs)
     assert ensemble.threshold_info["target_sensitivity"] == 0.95
-    if method == "mean":
-        np.testing.assert_allclose(ensemble.test["prob"], (test_a["prob"] + test_b["prob"]) / 2)
     assert ensemble.arch == "ensemble" and ensemble.history is None
-    val = ensemble.val
-    assert ensemble.threshold == evaluate.choose_threshold(val["target"], val["prob"], "youden")
+    for subset in ("val", "test"):
+        rows = members_on(two_runs, subset)
+        expected = pd.Series(combined(rows["prob_a"].to_numpy(), rows["prob_b"].to_numpy(), method), rows["path"])
+        scores = getattr(ensemble, subset).set_index("path")["prob"]
+        assert len(scores) == len(expected) == {"val": 40, "test": 80}[subset]
+        np.testing.assert_allclose(scores.loc[expected.index], expected, rtol=1e-6)
+    # The members' policy is youden: the highest cut-off of greatest J on the ensemble's own validation scores.
+    rows = members_on(two_runs, "val")
+    val_scores = combined(rows["prob_a"].to_numpy(), rows["prob_b"].to_numpy(), method)
+    assert ensemble.threshold == pytest.approx(youden_by_counting(rows["target"], val_scores)[1])
+    assert ensemble.threshold not in (two_runs[0].threshold, two_runs[1].threshold)  # not a member's own
 
 
 def test_ensemble_uses_the_members_policy_parameters(two_runs):
     member = two_runs[0].threshold_info | {"policy": "youden_midpoint", "youden_delta": 0.2}  # as cxrlib.train records it
     members = [dataclasses.replace(run, threshold_info=member) for run in two_runs]
     ensemble = compare.make_ensemble(members)
-    val = ensemble.val
     assert ensemble.threshold_info["delta"] == 0.2
-    assert ensemble.threshold == evaluate.choose_threshold(val["target"], val["prob"], "youden_midpoint", delta=0.2)
+    rows = members_on(members, "val")
+    low, high = youden_by_counting(rows["target"], combined(rows["prob_a"], rows["prob_b"], "mean"), delta=0.2)
+    midpoint = 1 / (1 + np.sqrt((1 - low) * (1 - high) / (low * high)))  # sigmoid of the mean of the two logits
+    assert low < high and ensemble.threshold == pytest.approx(midpoint)
     fixed = compare.make_ensemble(members, policy="fixed")
     assert fixed.threshold == 0.5 and fixed.threshold_info["policy"] == "fixed"
 
