@@ -4,16 +4,21 @@ import re
 import tomllib
 
 import yaml
+from packaging.specifiers import SpecifierSet
 
 from cxrlib.contract import REPO_ROOT as ROOT
 
 
 def _pins(requirements: list[str]) -> dict[str, str]:
+    """{name: version} of ``name==version`` requirements; anything else (bar the project itself) is an error, so
+    that an unpinned or misspelt line cannot drop out of the comparison unnoticed."""
     pins = {}
     for requirement in requirements:
+        if requirement.strip() == "-e .":  # environment.yml installs the project itself
+            continue
         match = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([\w.]+)", requirement.strip())
-        if match:
-            pins[match.group(1).lower().replace("_", "-")] = match.group(2)
+        assert match, f"not a pin (name==version): {requirement!r}"
+        pins[match.group(1).lower().replace("_", "-")] = match.group(2)
     return pins
 
 
@@ -35,13 +40,16 @@ def test_every_runtime_dependency_is_pinned():
 
 
 def test_environment_yml_matches_pyproject():
-    assert conda_pins() == pyproject_pins()
+    pins = pyproject_pins()
+    assert {"tensorflow", "keras", "numpy", "pytest"} <= set(pins)  # both files were read, not two empty lists
+    assert conda_pins() == pins
 
 
 def test_conda_python_satisfies_requires_python():
     spec = yaml.safe_load((ROOT / "environment.yml").read_text())
     python = next(d for d in spec["dependencies"] if isinstance(d, str) and d.startswith("python="))
-    assert tuple(int(p) for p in python.split("=")[1].split(".")) >= (3, 11)
+    requires = SpecifierSet(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"])
+    assert requires.contains(python.split("=")[1]), f"environment.yml's {python} is outside requires-python {requires}"
 
 
 def test_ci_runs_the_readme_test_command():
@@ -50,8 +58,10 @@ def test_ci_runs_the_readme_test_command():
         line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()
         if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))
     ]
-    assert ci_commands == ["./run_tests.sh"]
-    assert "\n./run_tests.sh\n" in readme
+    # The command README's quick start gives for the test suite: the code block followed by "runs the test suite".
+    readme_commands = re.findall(r"```bash\n([^`]*)\n```\n\nruns the test suite", readme)
+    assert readme_commands == ["./run_tests.sh"]
+    assert ci_commands == readme_commands
 
 
 def test_gpu_extra_installs_the_pinned_tensorflow_with_cuda():
