@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"stress_note: error: {error}", file=sys.stderr)
         return 1
-    print(f"wrote {write_atomic(args.out, note + '\n')}")
+    written = write_atomic(args.out, note + "\n")
+    print(f"wrote {written}")
     return 0
 
 

@@ -16,7 +16,8 @@ import pytest
 from conftest import write_tree
 
 from cxrlib import data, evaluate, fastops, models
-from cxrlib.contract import LAST_WEIGHTS_FILE, MODEL_FILE, OOD_FILE, PREDICTION_COLUMNS, REPO_ROOT, STATE_FILE
+from cxrlib.contract import (LAST_WEIGHTS_FILE, MODEL_FILE, OOD_FILE, PREDICTION_COLUMNS, REPO_ROOT, STATE_FILE,
+                             STRESS_FILE)
 from cxrlib.params import ParameterError
 from cxrlib.runner.profiles import load_profile, profile_path
 from cxrlib.train import Phase, TrainConfig, callbacks, phases, rundir, train
@@ -81,14 +82,14 @@ def test_run_directory_follows_the_contract(two_phase_run, tiny):
     assert record["params"]["trainable"] > 2_099_201  # conv5_block3 unfrozen in the fine-tune phase
     assert record["params"]["optimizer"] == 2 * record["params"]["trainable"] + 2
     assert record["model_size_mb"] > 50 and record["latency_ms"] > 0 and record["images_per_sec"] > 0
-    assert {"features", "head", "finetune", "predict"} <= set(record["timing"])
+    assert {"features", "head", "finetune", "predict", "safeguards", "stress"} <= set(record["timing"])
     assert record["precision"] == "float32" and record["data_fingerprint"] == tiny[1]
     assert record["split_fingerprint"] == data.split_fingerprint(frame) and record["split_seed"] == 0
     assert json.loads((run_dir / STATE_FILE).read_text())["split_fingerprint"] == record["split_fingerprint"]
     assert record["cpu_speedups"] is True  # no GPU here
     assert record["strategy"] == {"name": "auto", "replicas": 1, "workers": 1}
-    assert sorted(path.name for path in run_dir.iterdir()) == sorted(
-        ["history.csv", "logs", MODEL_FILE, OOD_FILE, "predictions.csv", "run.json", STATE_FILE])  # no partial files
+    assert sorted(path.name for path in run_dir.iterdir()) == sorted(  # no partial files
+        ["history.csv", "logs", MODEL_FILE, OOD_FILE, "predictions.csv", "run.json", STATE_FILE, STRESS_FILE])
 
 
 def test_threshold_is_chosen_on_validation_before_test_is_predicted(two_phase_run):

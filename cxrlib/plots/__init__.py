@@ -33,15 +33,16 @@ from .study import plot_factorial, plot_seed_pairs, seed_labels
 from .style import (CLASS_COLORS, KNOWN_MODELS, PALETTE, RIGHT, SAVE_DPI, STYLE, WRONG, finish, label, model_color,
                     new_figure, styled)
 from .subgroups import plot_subgroup_shares
-from .training import HISTORY_METRICS, LEARNING_CURVES, plot_history, plot_learning_curves
+from .training import HISTORY_METRICS, HISTORY_SUBSETS, LEARNING_CURVES, plot_history, plot_learning_curves
 
 __all__ = [
-    "CLASS_COLORS", "HISTORY_METRICS", "KNOWN_MODELS", "PALETTE", "RIGHT", "SAVE_DPI", "STYLE", "WRONG",
-    "display_image", "finish", "label", "model_color", "new_figure", "overlay_heatmap", "plot_black_pixel_maps",
-    "plot_calibration", "plot_class_counts", "plot_confident_errors", "plot_confusion_matrices", "plot_gradcam",
-    "plot_history", "plot_image_sizes", "plot_images_per_patient", "plot_importances", "plot_intensity_histograms",
-    "plot_label_rate_by_group", "plot_pr_curves", "plot_quality_vs_cost", "plot_roc_curves", "plot_sample_images",
-    "plot_sample_predictions", "plot_score_calibration", "plot_search_history", "plot_seed_pairs", "plot_factorial",
+    "CLASS_COLORS", "HISTORY_METRICS", "HISTORY_SUBSETS", "KNOWN_MODELS", "LEARNING_CURVES", "PALETTE", "RIGHT",
+    "SAVE_DPI", "STYLE", "WRONG", "display_image", "finish", "label", "model_color", "new_figure", "overlay_heatmap",
+    "plot_black_pixel_maps", "plot_calibration", "plot_class_counts", "plot_confident_errors",
+    "plot_confusion_matrices", "plot_factorial", "plot_gradcam", "plot_history", "plot_image_gallery",
+    "plot_image_sizes", "plot_images_per_patient", "plot_importances", "plot_intensity_histograms",
+    "plot_label_rate_by_group", "plot_learning_curves", "plot_pr_curves", "plot_quality_vs_cost",
+    "plot_reliability_band", "plot_roc_curves", "plot_sample_images", "plot_sample_predictions",
+    "plot_score_calibration", "plot_search_history", "plot_seed_pairs", "plot_subgroup_shares",
     "plot_threshold_metrics", "read_stored_image", "seed_labels", "source_overlay", "styled",
-    "LEARNING_CURVES", "plot_image_gallery", "plot_learning_curves", "plot_reliability_band", "plot_subgroup_shares",
 ]

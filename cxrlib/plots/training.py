@@ -43,12 +43,12 @@ def plot_history(history: pd.DataFrame, best_epoch: int | None = None, title: st
 
 
 LEARNING_CURVES = {"loss": "loss", "auc": "ROC-AUC"}  # history.csv column -> what the axis shows
-SUBSETS = {"": "training", "val_": "validation"}  # history.csv column prefix -> the images it was measured on
+HISTORY_SUBSETS = {"": "training", "val_": "validation"}  # history.csv column prefix -> the images it was measured on
 
 
 def _check_histories(runs: Sequence) -> None:
     """A ValueError naming the runs whose history lacks a learning-curve column."""
-    needed = {f"{prefix}{metric}" for prefix in SUBSETS for metric in LEARNING_CURVES}
+    needed = {f"{prefix}{metric}" for prefix in HISTORY_SUBSETS for metric in LEARNING_CURVES}
     lacking = [label(run) for run in runs if run.history is None or not needed <= set(run.history)]
     if lacking or not runs:
         raise ValueError(f"plot_learning_curves needs runs whose history.csv holds {sorted(needed)}; runs without: "
@@ -66,7 +66,7 @@ def plot_learning_curves(runs: Sequence, save_to: str | Path | None = None) -> F
         histories = [run.history.set_index("epoch") for run in runs if run.name == model]
         for row, (metric, name) in enumerate(LEARNING_CURVES.items()):
             ax = axes[row, column]
-            for color, (prefix, subset) in zip(PALETTE, SUBSETS.items()):
+            for color, (prefix, subset) in zip(PALETTE, HISTORY_SUBSETS.items()):
                 curves = pd.concat([history[f"{prefix}{metric}"] for history in histories], axis=1)
                 ax.plot(curves.index + 1, curves, color=color, alpha=0.3, linewidth=0.8)
                 ax.plot(curves.index + 1, curves.mean(axis=1), color=color, linewidth=2.2,
