@@ -137,6 +137,7 @@ def test_the_index_shows_the_reader_tables_and_links_the_card_only_for_its_study
     page = index.write_index(report_dir, fabricated_record(), "a study").read_text()
     assert "For a reader of a medical model" in page and "not for clinical use" in page
     assert page.index('id="for-a-reader"') < page.index('id="reports"')
+    assert "Framing and exposure move the decisions" in page and "threshold 0.5); every shift and strength is in docs/STRESS.md" in page
     assert index.reader_record(tmp_path / "elsewhere") is None
 
 
@@ -148,3 +149,10 @@ def test_the_confirmatory_index_links_the_committed_card_also_from_the_runners_s
     staging.mkdir()
     shutil.copy(report_dir / STUDY_FILE, staging)
     assert model_card.describes(staging)
+
+
+def test_the_card_refuses_to_be_written_without_the_stress_measurement(monkeypatch, tmp_path):
+    monkeypatch.setattr(model_card.stress, "MEASUREMENT_RUNS", tmp_path)
+    with pytest.raises(model_card.CardError, match="holds no stress record under crop 0.9 and exposure 0.8; make it as "
+                                                   r"docs/STRESS.md says \(python -m cxrlib.stress RUN_DIR\)"):
+        model_card.stress_measured()

@@ -281,11 +281,15 @@ def test_border_check_scores_validation_images_only_and_reproduces_predictions(t
     assert np.allclose(record["prob"], val["prob"], atol=1e-5)
 
 
+def hand_border_record() -> pd.DataFrame:
+    """Two NORMAL and two PNEUMONIA validation images; masking turns the first NORMAL one PNEUMONIA."""
+    return pd.DataFrame({"path": list("abcd"), "target": [0, 0, 1, 1], "black_in_band": [0.3, 0.0, 0.02, 0.0],
+                         "framed": [True, False, False, False], "prob": [0.2, 0.3, 0.7, 0.8],
+                         "prob_masked": [0.75, 0.3, 0.7, 0.8], "prob_cropped": [0.4, 0.3, 0.6, 0.8]})
+
+
 def test_border_summary_gives_each_class_its_calls_as_decoded_masked_and_cropped():
-    record = pd.DataFrame({"path": list("abcd"), "target": [0, 0, 1, 1], "black_in_band": [0.3, 0.0, 0.02, 0.0],
-                           "framed": [True, False, False, False], "prob": [0.2, 0.3, 0.7, 0.8],
-                           "prob_masked": [0.75, 0.3, 0.7, 0.8], "prob_cropped": [0.4, 0.3, 0.6, 0.8]})
-    summary = border_summary(record, 0.5).set_index("images")
+    summary = border_summary(hand_border_record(), 0.5).set_index("images")
     normal = summary.loc["NORMAL"]
     assert normal["count"] == 2 and normal["black_in_band"] == 0.5 and normal["framed"] == 0.5
     assert (normal["called"], normal["called_masked"], normal["called_cropped"]) == (0.0, 0.5, 0.0)
@@ -406,10 +410,9 @@ def test_the_section_shows_each_architecture_with_intervals_and_what_the_flag_mi
 
 def test_the_note_script_writes_tables_flag_sentences_border_checks_and_commands(tmp_path):
     _, targets = hand_record()
-    folders = [write_records(tmp_path / arch, 1, hand_record(2, 1)[0], targets, arch) for arch in ("resnet50", "densenet121")]
-    pd.DataFrame({"path": list("abcd"), "target": [0, 0, 1, 1], "black_in_band": [0.3, 0.0, 0.02, 0.0],
-                  "framed": [True, False, False, False], "prob": [0.2, 0.3, 0.7, 0.8], "prob_masked": [0.75, 0.3, 0.7, 0.8],
-                  "prob_cropped": [0.4, 0.3, 0.6, 0.8]}).to_csv(folders[0] / BORDER_FILE, index=False)
+    folders = [write_records(tmp_path / arch, 1, hand_record(2, 1)[0], targets, arch)
+               for arch in ("resnet50", "densenet121")]
+    hand_border_record().to_csv(folders[0] / BORDER_FILE, index=False)
     note = tmp_path / "STRESS.md"
     result = subprocess.run([sys.executable, "scripts/stress_note.py", *map(str, folders), "--command",
                              "python -m cxrlib.stress RUN", "--out", str(note)], cwd=REPO_ROOT, capture_output=True,
@@ -417,9 +420,57 @@ def test_the_note_script_writes_tables_flag_sentences_border_checks_and_commands
     assert result.returncode == 0, result.stderr
     text = note.read_text()
     assert "## ResNet-50 (one replicate: single values, no interval)" in text and "## DenseNet-121" in text
-    assert "python -m cxrlib.stress RUN" in text and "| NORMAL called PNEUMONIA |" in text
+    assert "python -m cxrlib.stress RUN" in text and "| NORMAL called PNEUMONIA " in text
     assert "decisions flip without a flag for at least 5% of the test images under crop 0.8 (12%)" in text
     assert "### ResNet-50, seed 1" in text and "### DenseNet-121" not in text
+    assert "went from" not in text  # these records lack crop 0.9 and exposure 0.8: no plain sentence
+    assert "moves the share of NORMAL validation images called PNEUMONIA from 0.0% to 50.0% (cropping the frame: " \
+           "0.0%), their mean score by +0.275, and the validation ROC-AUC from 1.000 to 0.750" in text
     empty = subprocess.run([sys.executable, "scripts/stress_note.py", str(tmp_path), "--out", str(note)],
                            cwd=REPO_ROOT, capture_output=True, text=True)
     assert empty.returncode == 1 and "holds a stress.csv" in empty.stderr
+
+
+# --- the one plain sentence (docs/STRESS.md, README, the model card, the index) ----------------------------------------
+
+def plain_records(tmp_path) -> list:
+    """Per architecture one run: unshifted, 1 of 4 NORMAL images called PNEUMONIA; under crop 0.9 3 of 4 (1 of the 8
+    images flagged); under exposure 0.8 2 of 4 (no image flagged)."""
+    paths = [f"test/{'NORMAL' if i < 4 else 'PNEUMONIA'}/img{i}.jpeg" for i in range(8)]
+    targets = pd.Series([0] * 4 + [1] * 4, index=paths)
+    probs = {(REFERENCE, 0.0): [0.9, 0.1, 0.2, 0.3], ("crop", 0.9): [0.9, 0.8, 0.7, 0.3],
+             ("exposure", 0.8): [0.9, 0.8, 0.2, 0.3]}
+    record = pd.concat([pd.DataFrame({"shift": shift, "strength": strength, "path": paths,
+                                      "prob": normal + [0.9] * 4, "ood_score": 0.0,
+                                      "ood_flag": [shift == "crop" and i == 0 for i in range(8)]})
+                        for (shift, strength), normal in probs.items()], ignore_index=True)
+    return [write_records(tmp_path / arch / "seed-1", 1, record, targets, arch) for arch in ("resnet50", "densenet121")]
+
+
+def test_the_plain_sentence_names_the_mild_shifts_each_architectures_false_alarms_and_the_most_flagged(tmp_path):
+    plain_records(tmp_path)
+    assert stress_report.measured_dirs(tmp_path) == [tmp_path / "resnet50" / "seed-1",
+                                                     tmp_path / "densenet121" / "seed-1"]
+    assert stress_report.measured_sentence(tmp_path) == (
+        "With the field of view 10% tighter on each side (crop 0.9) or the exposure 20% darker (exposure 0.8), the "
+        "share of NORMAL test X-rays called PNEUMONIA went from 25.0% unshifted to 75.0% and 50.0% for ResNet-50, and from "
+        "25.0% to 75.0% and 50.0% for DenseNet-121, while the out-of-distribution flag fired on at most 12.5% of the "
+        "images so changed.")
+    assert stress_report.measured_sentence(tmp_path / "nothing") is None
+
+
+def test_readme_the_card_and_the_note_state_the_committed_measurement_in_the_same_words():
+    sentence = stress_report.measured_sentence()
+    assert sentence is not None and "went from" in sentence
+    for page in ("README.md", "docs/MODEL_CARD.md", "docs/STRESS.md"):
+        assert sentence in " ".join((REPO_ROOT / page).read_text().split()), page
+
+
+def test_the_index_quotes_the_studys_own_records_or_links_the_committed_measurement(tmp_path):
+    from cxrlib.runner import index
+    plain_records(tmp_path / "study" / "runs")
+    own = index.stress_record(tmp_path / "study")
+    assert own["own"] and own["href"] is None and own["sentence"].startswith("With the field of view")
+    assert "25.0% unshifted to 75.0% and 50.0% for ResNet-50" in own["sentence"]
+    elsewhere = index.stress_record(REPO_ROOT / "reports" / "cpu-confirmatory")
+    assert elsewhere == {"sentence": stress_report.measured_sentence(), "own": False, "href": "../../docs/STRESS.md"}

@@ -3,8 +3,8 @@ no number in it can drift from them: ``python -m cxrlib.report.model_card`` writ
 the committed card is what the records give (tests/test_model_card.py runs the check).
 
 It reads only committed files: the study's plan (studies/<name>.yaml), what notebook 04 wrote next to its report
-(comparison.csv, seeds.csv, study.json, subgroups.csv, calibration.csv), the replicates' run.json files and the OOD
-measurement (reports/ood_flag_rates.md).
+(comparison.csv, seeds.csv, study.json, subgroups.csv, calibration.csv), the replicates' run.json files, the OOD
+measurement (reports/ood_flag_rates.md) and the stress test's records (reports/stress-cpu, shown in docs/STRESS.md).
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from cxrlib.backbones import title_of
 from cxrlib.contract import (ARCHS, CALIBRATION_FILE, HEADLINE_METRICS, REPLICATE_PREFIX, REPO_ROOT,
                              RUN_RECORD_FILE, SEEDS_FILE, STUDY_FILE, SUBGROUPS_FILE, repo_relative)
 from cxrlib.report.format import NAMES, column_label, markdown_table, number, setting_text
+from cxrlib.report import stress
 from cxrlib.report.reader import calibration_table, range_text, subgroup_difference_table, subgroup_table
 
 CARD_FILE = REPO_ROOT / "docs" / "MODEL_CARD.md"
@@ -52,6 +53,7 @@ class CardRecords:
     runs: dict[str, list[dict]]  # per architecture, every replicate's run.json
     ood_table: str  # the flagged-images table of reports/ood_flag_rates.md
     ood_run: str  # its sentence naming the run it was measured on
+    stress_sentence: str  # the stress test's plain sentence (report.stress.measured_sentence)
 
 
 def describes(report_dir: Path, study: str = CARD_STUDY) -> bool:
@@ -96,6 +98,16 @@ def ood_measured_run(path: Path = OOD_REPORT) -> str:
     return " ".join(paragraph.split())
 
 
+def stress_measured() -> str:
+    """The committed stress test's plain sentence; a CardError naming the records and their fix when it has none."""
+    sentence = stress.measured_sentence()
+    if sentence is None:
+        shifts = " and ".join(stress.condition_name(*shift) for shift in stress.PLAIN_SHIFTS)
+        raise CardError(f"{repo_relative(stress.MEASUREMENT_RUNS)} holds no stress record under {shifts}; make it as "
+                        f"{repo_relative(stress.NOTE_FILE)} says (python -m cxrlib.stress RUN_DIR)")
+    return sentence
+
+
 def run_records(records: Path, seeds) -> dict[str, list[dict]]:
     """Per architecture, the run.json of every planned replicate."""
     runs = {}
@@ -123,7 +135,8 @@ def read_records(study: str = CARD_STUDY) -> CardRecords:
                                             repo_relative(report_dir / SUBGROUPS_FILE))
     calibration = read_table(report_dir / CALIBRATION_FILE, fix)
     return CardRecords(study_plan, report_dir, per_seed, json.loads(study_file.read_text()), subgroups, calibration,
-                       run_records(records, study_plan.seeds), ood_flag_table(), ood_measured_run())
+                       run_records(records, study_plan.seeds), ood_flag_table(), ood_measured_run(),
+                       stress_measured())
 
 
 # ---------------------------------------------------------------- numbers
@@ -465,6 +478,9 @@ nothing here says how the models behave for other populations.
   of this study, on foreign images made for the test. It was never tried on X-rays of other body parts, from other
   hospitals, of adults or lateral views, nor on these models: a missing flag does not prove an image is like the
   training images.
+- **Framing and exposure move the decisions, unflagged.** {records.stress_sentence} Measured once, on the `cpu`
+  profile's seed-1 models (not this study's; `{repo_relative(stress.NOTE_FILE)}` has every shift): X-rays from
+  another machine or technician differ in just these ways.
 - **Small networks, small images.** Trained from scratch on a CPU at the image sizes in the recipe table; the
   published comparison used ImageNet weights at 224 px. At these sizes the last feature maps, which Grad-CAM
   explains, are {feature_maps} cells (this card has no Grad-CAM).

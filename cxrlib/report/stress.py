@@ -11,16 +11,28 @@ from typing import Sequence
 import pandas as pd
 from IPython.display import Markdown, display
 
-from cxrlib.contract import ARCHS, BORDER_FILE, RUN_RECORD_FILE, STRESS_FILE, STRESS_SHIFTS_FILE, repo_relative
-from cxrlib.report.format import DASH, is_missing, model_title, number, percent
+from cxrlib.contract import (ARCHS, BORDER_FILE, REPO_ROOT, RUN_RECORD_FILE, STRESS_FILE, STRESS_SHIFTS_FILE,
+                             repo_relative)
+from cxrlib.report.format import DASH, is_missing, minus, model_title, number, percent
 from cxrlib.stress.shifts import REFERENCE
 from cxrlib.stress.summary import BORDER_VERSIONS, METRICS, border_summary, run_stress_metrics, summarise_runs
 
 COLUMN_TITLES = {"normal_called_pneumonia": "NORMAL called PNEUMONIA", "pneumonia_called_pneumonia":
                  "PNEUMONIA called PNEUMONIA", "roc_auc": "ROC-AUC", "ood_flagged": "flagged OOD",
                  "flipped": "decisions flipped", "flipped_unflagged": "flipped, not flagged"}
+BORDER_TITLES = {"count": "images", "black_in_band": "≥ 1% of the outer band black",
+                 "framed": "black edge rows or columns", "called": "called PNEUMONIA",
+                 "called_masked": "called PNEUMONIA, band masked", "called_cropped": "called PNEUMONIA, frame cropped",
+                 "change_masked": "mean score change, masked", "change_cropped": "mean score change, cropped",
+                 "roc_auc": "ROC-AUC", "roc_auc_masked": "ROC-AUC, masked", "roc_auc_cropped": "ROC-AUC, cropped"}
 CAUGHT_SHARE = 0.5  # a shift "is caught" when the flag fires on at least this share of its images
 UNFLAGGED_FLIP_SHARE = 0.05  # a shift "flips decisions unflagged" when at least this share of images flip unflagged
+# The two shifts the one plain sentence names: the mildest declared strength of a tighter field of view and of a darker
+# exposure, both within what another X-ray machine or technician produces every day (chosen with the declaration).
+PLAIN_SHIFTS = {("crop", 0.9): "the field of view 10% tighter on each side",
+                ("exposure", 0.8): "the exposure 20% darker"}
+MEASUREMENT_RUNS = REPO_ROOT / "reports" / "stress-cpu" / "runs"  # the committed measurement docs/STRESS.md shows
+NOTE_FILE = REPO_ROOT / "docs" / "STRESS.md"
 RECORD_COMMAND = ("python -m cxrlib.stress runs/<profile>/<arch>/seed-<k> --out-dir "
                   "reports/<profile>/runs/<arch>/seed-<k>")
 
@@ -48,8 +60,9 @@ def arch_table(summary: pd.DataFrame, arch: str) -> pd.DataFrame:
     """One architecture's rows: shift, strength and a cell per metric (mean and interval across replicates)."""
     rows = summary[summary["arch"] == arch]
     cells = rows.assign(text=[cell(*values) for values in rows[["mean", "low", "high", "metric"]].to_numpy()])
-    wide = cells.pivot_table(index=["shift", "strength"], columns="metric", values="text", aggfunc="first", sort=False)
-    table = wide.reindex(columns=list(METRICS)).rename(columns=COLUMN_TITLES).reset_index()
+    conditions = pd.MultiIndex.from_frame(rows[["shift", "strength"]].drop_duplicates())  # the declaration's order
+    wide = cells.pivot_table(index=["shift", "strength"], columns="metric", values="text", aggfunc="first")
+    table = wide.reindex(index=conditions, columns=list(METRICS)).rename(columns=COLUMN_TITLES).reset_index()
     table["strength"] = [DASH if shift == REFERENCE else f"{strength:g}"
                          for shift, strength in zip(table["shift"], table["strength"])]
     return table
@@ -89,6 +102,52 @@ def stress_summary(record_dirs: Sequence[Path]) -> pd.DataFrame | None:
     return summarise_runs(metrics) if metrics else None
 
 
+def condition_mean(summary: pd.DataFrame, arch: str, metric: str, shift: str, strength: float | None = None) -> float:
+    """The mean ``metric`` of one architecture under one condition (any strength for the unshifted images)."""
+    rows = summary[(summary["arch"] == arch) & (summary["metric"] == metric) & (summary["shift"] == shift)]
+    return float(rows["mean"].iloc[0] if strength is None else rows.loc[rows["strength"] == strength, "mean"].iloc[0])
+
+
+def has_plain_shifts(summary: pd.DataFrame) -> bool:
+    """Whether every architecture of ``summary`` was measured under each of PLAIN_SHIFTS."""
+    measured = summary.groupby("arch")[["shift", "strength"]].apply(lambda rows: set(map(tuple, rows.to_numpy())))
+    return all(set(PLAIN_SHIFTS) <= conditions for conditions in measured)
+
+
+def plain_sentence(summary: pd.DataFrame) -> str | None:
+    """The stress test in one plain sentence: per architecture, the share of NORMAL test images called PNEUMONIA
+    unshifted and under each of PLAIN_SHIFTS, and the largest share the OOD flag fired on under them; None when the
+    records lack one of those shifts (a declaration without them)."""
+    if not has_plain_shifts(summary):
+        return None
+    archs = list(dict.fromkeys(summary["arch"]))
+    called = [f"{percent(condition_mean(summary, arch, 'normal_called_pneumonia', REFERENCE))}"
+              f"{' unshifted' if index == 0 else ''} to "
+              + " and ".join(percent(condition_mean(summary, arch, "normal_called_pneumonia", shift, strength))
+                             for shift, strength in PLAIN_SHIFTS)
+              + f" for {model_title(arch)}" for index, arch in enumerate(archs)]
+    flagged = max(condition_mean(summary, arch, "ood_flagged", shift, strength)
+                  for arch in archs for shift, strength in PLAIN_SHIFTS)
+    shifts = " or ".join(f"{words} ({condition_name(shift, strength)})"
+                         for (shift, strength), words in PLAIN_SHIFTS.items())
+    return (f"With {shifts}, the share of NORMAL test X-rays called PNEUMONIA went from {', and from '.join(called)}, "
+            f"while the out-of-distribution flag fired on at most {percent(flagged)} of the images so changed.")
+
+
+def measured_dirs(runs_dir: Path | None = None) -> list[Path]:
+    """The records folders under ``runs_dir`` (``<arch>/seed-<k>``; default: the committed stress measurement),
+    architectures in the project's order."""
+    runs_dir = MEASUREMENT_RUNS if runs_dir is None else Path(runs_dir)
+    return [path for arch in ARCHS for path in sorted((runs_dir / arch).glob("seed-*")) if path.is_dir()]
+
+
+def measured_sentence(runs_dir: Path | None = None) -> str | None:
+    """``plain_sentence`` of the records under ``runs_dir`` (default: the committed stress measurement); None when
+    none holds a stress record."""
+    summary = stress_summary(measured_dirs(runs_dir))
+    return None if summary is None else plain_sentence(summary)
+
+
 def missing_records_note() -> str:
     """The one sentence shown when no run has a stress record, with the command that creates one."""
     return (f"No run here has a stress-test record (`{STRESS_FILE}`): runs trained from now on record it, and "
@@ -110,12 +169,6 @@ def section(runs) -> pd.DataFrame | None:
     return summary
 
 
-BORDER_TITLES = {"count": "images", "black_in_band": "≥ 1% of the outer band black", "framed": "black edge rows or columns",
-                 "called": "called PNEUMONIA", "called_masked": "called PNEUMONIA, band masked",
-                 "called_cropped": "called PNEUMONIA, frame cropped", "change_masked": "mean score change, masked",
-                 "change_cropped": "mean score change, cropped", "roc_auc": "ROC-AUC",
-                 "roc_auc_masked": "ROC-AUC, masked", "roc_auc_cropped": "ROC-AUC, cropped"}
-
 
 def border_table(summary: pd.DataFrame) -> pd.DataFrame:
     """``border_summary`` for reading: shares in percent, score changes signed, ROC-AUC with three decimals."""
@@ -123,7 +176,7 @@ def border_table(summary: pd.DataFrame) -> pd.DataFrame:
     for column in ("black_in_band", "framed", *(f"called{suffix}" for suffix in BORDER_VERSIONS)):
         shown[BORDER_TITLES[column]] = summary[column].map(percent)
     for column in ("change_masked", "change_cropped"):
-        shown[BORDER_TITLES[column]] = summary[column].map(lambda value: f"{value:+.3f}")
+        shown[BORDER_TITLES[column]] = summary[column].map(lambda value: minus(f"{value:+.3f}"))
     for column in (f"roc_auc{suffix}" for suffix in BORDER_VERSIONS):
         shown[BORDER_TITLES[column]] = summary[column].map(number)
     return shown
@@ -137,7 +190,19 @@ def border_note(records_dir: Path) -> str | None:
     info = json.loads((Path(records_dir) / RUN_RECORD_FILE).read_text())
     summary = border_summary(pd.read_csv(path), float(info["threshold"]["value"]))
     return "\n".join([f"### {model_title(info['arch'])}, seed {info['seed']}", "",
-                      border_table(summary).to_markdown(index=False, disable_numparse=True), ""])
+                      border_table(summary).to_markdown(index=False, disable_numparse=True), "",
+                      border_sentence(summary.set_index("images")), ""])
+
+
+def border_sentence(summary: pd.DataFrame) -> str:
+    """What masking and cropping did to the NORMAL validation images' decisions and to the ROC-AUC."""
+    normal, everything = summary.loc["NORMAL"], summary.loc["all"]
+    change = minus(f"{normal['change_masked']:+.3f}")
+    return (f"Masking the black band moves the share of NORMAL validation images called PNEUMONIA from "
+            f"{percent(normal['called'])} to {percent(normal['called_masked'])} (cropping the frame: "
+            f"{percent(normal['called_cropped'])}), their mean score by {change}, and the "
+            f"validation ROC-AUC from {number(everything['roc_auc'])} to {number(everything['roc_auc_masked'])} "
+            f"(cropped: {number(everything['roc_auc_cropped'])}).")
 
 
 def markdown_note(record_dirs: Sequence[Path], commands: Sequence[str]) -> str:
@@ -148,7 +213,8 @@ def markdown_note(record_dirs: Sequence[Path], commands: Sequence[str]) -> str:
         raise ValueError(f"none of {[str(path) for path in record_dirs]} holds a {STRESS_FILE}; "
                          f"{missing_records_note()}")
     sources = ", ".join(f"`{repo_relative(path)}`" for path in record_dirs)
-    lines = ["# Stress test: decisions under acquisition shifts", "",
+    sentence = plain_sentence(summary)
+    lines = ["# Stress test: decisions under acquisition shifts", "", *([f"**{sentence}**", ""] if sentence else []),
              f"Generated by `scripts/stress_note.py` from the records in {sources}. Shifts as declared in "
              f"`{repo_relative(STRESS_SHIFTS_FILE)}`; every test image at each run's recorded "
              "threshold; `none` is the unshifted image that decisions flip from. The records were made with:", "",

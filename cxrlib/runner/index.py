@@ -19,10 +19,10 @@ import yaml
 
 from cxrlib import compare
 from cxrlib.contract import (CALIBRATION_FILE, COMPARISON_FILE, COMPARISON_MARKDOWN, COMPARISON_PAGE, FACTORIAL_FIGURE,
-                             FACTORIAL_FILE, INDEX_PAGE, REPO_ROOT, ROC_FIGURE, RUN_LOG_FILE, RUNNER_RECORD_FILE,
-                             SEED_PAIRS_FIGURE, SEEDS_FILE, STUDIES_DIR, STUDY_FILE, SUBGROUPS_FILE)
+                             FACTORIAL_FILE, INDEX_PAGE, RECORDS_DIR, REPO_ROOT, ROC_FIGURE, RUN_LOG_FILE,
+                             RUNNER_RECORD_FILE, SEED_PAIRS_FIGURE, SEEDS_FILE, STUDIES_DIR, STUDY_FILE, SUBGROUPS_FILE)
 from cxrlib.files import write_atomic
-from cxrlib.report import model_card, reader
+from cxrlib.report import model_card, reader, stress
 from cxrlib.report.format import (POLICY_NAMES, Table, column_label, display_table, headline_table, setting_text,
                                   value_text, without_constant_columns)
 from cxrlib.runtime import version_text
@@ -189,9 +189,22 @@ def markdown_heading(path: Path) -> tuple[str, str]:
     return blocks[0].removeprefix("# ").strip(), lead.strip()
 
 
+def stress_record(report_dir: Path) -> dict | None:
+    """The stress test's plain sentence: from this study's runs when they hold stress records, else the committed
+    measurement's with a link to docs/STRESS.md; None when neither exists."""
+    own = stress.stress_summary(stress.measured_dirs(report_dir / RECORDS_DIR))
+    if own is not None:
+        sentence = stress.plain_sentence(own)
+        return None if sentence is None else {"sentence": sentence, "own": True, "href": None}
+    sentence = stress.measured_sentence()
+    return None if sentence is None else {"sentence": sentence, "own": False,
+                                          "href": repo_link(stress.NOTE_FILE, report_dir)}
+
+
 def reader_record(report_dir: Path) -> dict | None:
     """Notebook 04's subgroup and calibration results (subgroups.csv, calibration.csv) as the index's compact tables,
-    and the link to docs/MODEL_CARD.md when the card describes this study; None without them."""
+    the stress test's sentence, and the link to docs/MODEL_CARD.md when the card describes this study; None without
+    them."""
     subgroups, calibration = report_dir / SUBGROUPS_FILE, report_dir / CALIBRATION_FILE
     if not (subgroups.is_file() and calibration.is_file()):
         return None
@@ -200,7 +213,8 @@ def reader_record(report_dir: Path) -> dict | None:
     return {"subgroups": display_table(reader.subgroup_table(rows, ranges=False).drop(columns="readable")),
             "calibration": display_table(reader.calibration_table(pd.read_csv(calibration), ranges=False)
                                          .drop(columns="mean output")),
-            "card_href": repo_link(card, report_dir) if card.is_file() and model_card.describes(report_dir) else None}
+            "card_href": repo_link(card, report_dir) if card.is_file() and model_card.describes(report_dir) else None,
+            "stress": stress_record(report_dir)}
 
 
 def write_index(report_dir: Path, record: dict, description: str) -> Path:
