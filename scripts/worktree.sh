@@ -1,4 +1,4 @@
-# Sourced by the scripts that run long work (run_planned_study.sh, run_tuning.sh).
+# Sourced by the scripts that run long work (run_planned_study.sh, run_tuning.sh, run_bf16_parity.sh).
 # pinned_worktree DIR COMMIT WHAT: checks out COMMIT (detached) in the git worktree DIR, creating it when absent,
 # and refuses a DIR at another commit (WHAT names the commit in errors). Long work runs there so that later edits
 # to the repository cannot touch it.
