@@ -2,6 +2,7 @@
 import ast
 import importlib
 import inspect
+import pkgutil
 
 import matplotlib
 
@@ -216,20 +217,35 @@ def test_intensity_histograms_put_each_class_mean_in_the_legend(tree_images):
 
 
 def defined_names(module) -> set[str]:
-    """Public names a module defines at its top level (functions and assigned constants), read from its source."""
+    """Public names a module defines at its top level (functions, classes and assigned constants), read from its
+    source."""
     tree = ast.parse(inspect.getsource(module))
-    functions = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
-    assigned = {target.id for node in tree.body if isinstance(node, ast.Assign)
+    defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+    assigned = {target.id for node in tree.body if isinstance(node, (ast.Assign, ast.AnnAssign))
                 for target in ast.walk(node) if isinstance(target, ast.Name) and isinstance(target.ctx, ast.Store)}
-    return {name for name in functions | assigned if not name.startswith("_")}
+    return {name for name in defined | assigned if not name.startswith("_")}
 
 
-@pytest.mark.parametrize("module", ["style", "training", "evaluation", "images", "data"])
+PLOT_MODULES = sorted(info.name for info in pkgutil.iter_modules(plots.__path__))  # every module of the package
+
+
+def test_the_package_walk_finds_its_modules():
+    assert {"style", "training", "evaluation", "images", "data", "search", "study", "gradcam", "calibration",
+            "subgroups"} <= set(PLOT_MODULES)
+
+
+@pytest.mark.parametrize("module", PLOT_MODULES)
 def test_package_re_exports_every_public_name_of_its_modules(module):
     submodule = importlib.import_module(f"cxrlib.plots.{module}")
     own = defined_names(submodule)
-    assert own and own <= set(plots.__all__)
-    assert all(getattr(plots, name) is getattr(submodule, name) for name in own)
+    assert own, f"cxrlib.plots.{module} defines no public name"
+    assert not own - set(plots.__all__), f"add to cxrlib.plots.__all__ (or make private): {sorted(own - set(plots.__all__))}"
+    assert [name for name in own if getattr(plots, name) is not getattr(submodule, name)] == []
+
+
+def test_the_package_exports_only_names_its_modules_define():
+    defined = set().union(*(defined_names(importlib.import_module(f"cxrlib.plots.{module}")) for module in PLOT_MODULES))
+    assert sorted(set(plots.__all__) - defined) == [] and len(plots.__all__) == len(set(plots.__all__))
 
 
 def test_seed_labels_share_one_label_where_values_are_close_so_none_overlap():

@@ -28,7 +28,8 @@ from .evaluation import (plot_calibration, plot_confusion_matrices, plot_pr_curv
 from .gradcam import overlay_heatmap, plot_gradcam, source_overlay
 from .images import (display_image, plot_confident_errors, plot_image_gallery, plot_intensity_histograms,
                      plot_sample_images, plot_sample_predictions, read_stored_image)
-from .search import plot_importances, plot_quality_vs_cost, plot_search_history
+from .search import (objective_limit, outlier_label, outliers, plot_importances, plot_quality_vs_cost,
+                     plot_search_history)
 from .study import plot_factorial, plot_seed_pairs, seed_labels
 from .style import (CLASS_COLORS, KNOWN_MODELS, PALETTE, RIGHT, SAVE_DPI, STYLE, WRONG, finish, label, model_color,
                     new_figure, styled)
@@ -37,7 +38,8 @@ from .training import HISTORY_METRICS, HISTORY_SUBSETS, LEARNING_CURVES, plot_hi
 
 __all__ = [
     "CLASS_COLORS", "HISTORY_METRICS", "HISTORY_SUBSETS", "KNOWN_MODELS", "LEARNING_CURVES", "PALETTE", "RIGHT",
-    "SAVE_DPI", "STYLE", "WRONG", "display_image", "finish", "label", "model_color", "new_figure", "overlay_heatmap",
+    "SAVE_DPI", "STYLE", "WRONG", "display_image", "finish", "label", "model_color", "new_figure", "objective_limit",
+    "outlier_label", "outliers", "overlay_heatmap",
     "plot_black_pixel_maps", "plot_calibration", "plot_class_counts", "plot_confident_errors",
     "plot_confusion_matrices", "plot_factorial", "plot_gradcam", "plot_history", "plot_image_gallery",
     "plot_image_sizes", "plot_images_per_patient", "plot_importances", "plot_intensity_histograms",

@@ -15,17 +15,17 @@ from cxrlib.backbones import title_of
 
 from .style import finish, model_color, new_figure, styled
 
-COUNTED = ("COMPLETE", "PRUNED")
-MARKERS = {"COMPLETE": "o", "PRUNED": "x"}
-OUTLIER_MARKER = "^"
-FENCE_IQRS = 1.5  # Tukey's fence: values above Q3 + 1.5 IQR (of the log objective) are outliers
-AXIS_MARGIN = 1.15  # the lowest value sits this factor above the axis' bottom
-TICK_STEPS = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)  # objective ticks per decade: 0.1, 0.15, 0.2, 0.3, 0.5, 0.7
+_COUNTED = ("COMPLETE", "PRUNED")
+_MARKERS = {"COMPLETE": "o", "PRUNED": "x"}
+_OUTLIER_MARKER = "^"
+_FENCE_IQRS = 1.5  # Tukey's fence: values above Q3 + 1.5 IQR (of the log objective) are outliers
+_AXIS_MARGIN = 1.15  # the lowest value sits this factor above the axis' bottom
+_TICK_STEPS = (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)  # objective ticks per decade: 0.1, 0.15, 0.2, 0.3, 0.5, 0.7
 
 
 def _search_trials(trials: pd.DataFrame) -> pd.DataFrame:
     """The counted search trials (reruns and trials that did not happen left out)."""
-    return trials[(trials["kind"] == "search") & trials["state"].isin(COUNTED)]
+    return trials[(trials["kind"] == "search") & trials["state"].isin(_COUNTED)]
 
 
 def objective_limit(trials: pd.DataFrame) -> float:
@@ -34,7 +34,7 @@ def objective_limit(trials: pd.DataFrame) -> float:
     values = _search_trials(trials)["value"].dropna()
     logs = np.log10(values)
     low, high = logs.quantile([0.25, 0.75])
-    return float(min(values.max(), 10 ** (high + FENCE_IQRS * (high - low))))
+    return float(min(values.max(), 10 ** (high + _FENCE_IQRS * (high - low))))
 
 
 def outliers(trials: pd.DataFrame) -> pd.DataFrame:
@@ -48,8 +48,8 @@ def _objective_axis(ax, trials: pd.DataFrame, objective: str) -> float:
     its top."""
     top = objective_limit(trials)
     ax.set_yscale("log")
-    ax.set_ylim(_search_trials(trials)["value"].min() / AXIS_MARGIN, top)
-    ax.yaxis.set_major_locator(LogLocator(subs=TICK_STEPS))
+    ax.set_ylim(_search_trials(trials)["value"].min() / _AXIS_MARGIN, top)
+    ax.yaxis.set_major_locator(LogLocator(subs=_TICK_STEPS))
     ax.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
     ax.yaxis.set_minor_locator(NullLocator())
     ax.set_ylabel(f"validation {objective.replace('_', ' ')} (log scale)")
@@ -66,12 +66,12 @@ def outlier_label(rows: pd.DataFrame, top: float, prefix: str = "") -> str:
 def _scatter_counted(ax, rows: pd.DataFrame, x: str, top: float, color, label, prefix: str = "") -> None:
     """Complete (dots) and pruned (crosses) trials at or below ``top``; the rest as triangles on the top edge, their
     values in the legend. ``label`` names a state's markers in the legend, ``prefix`` starts the triangles' entry."""
-    for state, marker in MARKERS.items():
+    for state, marker in _MARKERS.items():
         chosen = rows[(rows["state"] == state) & (rows["value"] <= top)]
         ax.scatter(chosen[x], chosen["value"], marker=marker, color=color, clip_on=False, label=label(state))
     beyond = rows[rows["value"] > top]
     if len(beyond):
-        ax.scatter(beyond[x], np.full(len(beyond), top), marker=OUTLIER_MARKER, color=color, clip_on=False, zorder=3,
+        ax.scatter(beyond[x], np.full(len(beyond), top), marker=_OUTLIER_MARKER, color=color, clip_on=False, zorder=3,
                    label=outlier_label(rows, top, prefix))
 
 

@@ -16,7 +16,7 @@ from cxrlib import plots
 from cxrlib.backbones import title_of
 from cxrlib.contract import INDEX_PAGE, REPORTS_DIR, repo_relative
 from cxrlib.files import write_atomic
-from cxrlib.plots.search import objective_limit, outliers
+from cxrlib.plots import objective_limit, outliers
 from cxrlib.report.discussion import signed
 from cxrlib.report.format import DASH, display_table, is_missing, number, transposed
 from cxrlib.runner.pages import render, shown_figure
