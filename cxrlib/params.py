@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
+from pathlib import Path
 
-from .contract import ARCHS, LR_SCHEDULES, PRECISION_CHOICES, PROFILES_DIR, THRESHOLD_POLICIES, WEIGHTS_FILE_SUFFIXES
+from .contract import (ARCHS, LR_SCHEDULES, PRECISION_CHOICES, PROFILES_DIR, THRESHOLD_POLICIES, WEIGHTS_FILE_SUFFIXES,
+                       repo_relative)
+from .yaml_files import named_yaml, read_mapping
+
+EXTENDS = "extends"  # a profile's key naming the profile it starts from: it then states only what differs
 
 
 class ParameterError(ValueError):
@@ -216,6 +221,26 @@ NOTEBOOK_PARAMETERS: dict[str, tuple[str, ...]] = {
     "compare": ("profile", "data_dir", "runs_dir", "report_dir", "threshold_policy", "youden_delta", "target_sensitivity",
                 "focus_seed", "study", "n_boot", "n_examples", "sampling_seed"),
 }
+
+
+def profile_file(name_or_file: str | Path) -> Path:
+    """``profiles/<name>.yaml`` for a bare name, else the given YAML file; ParameterError naming the known ones."""
+    return named_yaml(PROFILES_DIR, name_or_file, "profile", ParameterError)
+
+
+def read_profile(name_or_file: str | Path, _chain: tuple[Path, ...] = ()) -> dict:
+    """A profile's parameters (unchecked): its own values over those of the profile it ``extends``, recursively."""
+    path = profile_file(name_or_file)
+    if path in _chain:
+        loop = " -> ".join(repo_relative(step) for step in (*_chain, path))
+        raise ParameterError(f"profiles extend each other in a loop ({loop}); let one of them extend none")
+    values = read_mapping(path, "parameter: value", ParameterError)
+    base = values.pop(EXTENDS, None)
+    if base is None:
+        return values
+    if not isinstance(base, str):
+        raise ParameterError(f"{repo_relative(path)}: {EXTENDS} = {base!r} must name a profile (e.g. {EXTENDS}: cpu)")
+    return {**read_profile(base, (*_chain, path)), **values}
 
 
 def source_of(profile: object) -> str:

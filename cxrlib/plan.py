@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from cxrlib.contract import (ARCHS, ENSEMBLE, HEADLINE_METRICS, RECORDS_DIR, REPO_ROOT, STUDIES_DIR,
                              THRESHOLD_POLICIES, repo_relative)
+from cxrlib.yaml_files import read_mapping
 
 KINDS = ("exploratory", "confirmatory")  # a two-model study (StudyPlan); a factorial study is FactorialPlan
 STATISTICS = ("mean", "sd", "min", "max")
@@ -80,14 +80,7 @@ def _read_plan_file(name: str) -> tuple[dict, str]:
     if not path.is_file():
         known = sorted(p.stem for p in STUDIES_DIR.glob("*.yaml"))
         raise PlanError(f"no study plan {repo_relative(path)}; set `study` to one of {known} or null")
-    where = repo_relative(path)
-    try:
-        values = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as error:
-        raise PlanError(f"{where} is not valid YAML ({error}); fix the file") from None
-    if not isinstance(values, dict):
-        raise PlanError(f"{where} does not hold a mapping of study facts (title, kind, ...)")
-    return values, where
+    return read_mapping(path, "study facts (title, kind, ...)", PlanError), repo_relative(path)
 
 
 def plan_kind(name: str) -> str:

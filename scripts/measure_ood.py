@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 
 from cxrlib import data, runtime  # noqa: E402
 from cxrlib.backbones import title_of  # noqa: E402
-from cxrlib.contract import (ARCHS, OOD_FILE, OOD_FLAG_RATE, PROFILES_DIR, REPO_ROOT, REPORTS_DIR,  # noqa: E402
+from cxrlib.contract import (ARCHS, OOD_FILE, OOD_FLAG_RATE, REPO_ROOT, REPORTS_DIR,  # noqa: E402
                              RUN_RECORD_FILE)
 from cxrlib.files import write_atomic  # noqa: E402
 from cxrlib.ood import OodFileError, fit_detector, load_detector  # noqa: E402
@@ -42,12 +42,10 @@ PREVIOUS, CURRENT = "previous (pool only)", "multi-layer"
 
 def train_cpu_recipe(run_dir: Path, arch: str, seed: int, data_dir) -> None:
     """Train `arch` with profiles/cpu.yaml's recipe (training and split seed `seed`) into run_dir, or find it finished."""
-    import yaml
-
-    from cxrlib.params import train_config_values
+    from cxrlib.params import check, read_profile, train_config_values
     from cxrlib.train import TrainConfig, train
 
-    params = yaml.safe_load((PROFILES_DIR / "cpu.yaml").read_text())
+    params = check(read_profile("cpu"))
     index = data.scan_dataset(data.locate_data(data_dir))
     config = TrainConfig(arch=arch, name=arch, **train_config_values(params, seed, seed, arch))
     train(data.replicate_frame(index.images, params, seed), run_dir, config, data_fingerprint=index.fingerprint)

@@ -9,13 +9,12 @@ import nbformat
 import pandas as pd
 import papermill
 import pytest
-import yaml
 from papermill.exceptions import PapermillExecutionError
 
 from cxrlib.backbones import BACKBONES
 from cxrlib.contract import REPO_ROOT, RECORD_FILES, THRESHOLD_POLICIES, replicate_dir
 from cxrlib.report.format import mean_sd_range
-from cxrlib.params import NOTEBOOK_PARAMETERS, TRAIN_CONFIG_PARAMETERS
+from cxrlib.params import NOTEBOOK_PARAMETERS, TRAIN_CONFIG_PARAMETERS, read_profile
 from cxrlib.runner import KERNEL_NAME, RUNNER_SET
 
 NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("*.ipynb"))
@@ -61,7 +60,7 @@ def test_one_parameters_cell_declaring_the_schema_group_then_validation(notebook
 
 @pytest.mark.parametrize("notebook", TRAIN_NOTEBOOKS, ids=lambda p: p.stem)
 def test_training_notebook_defaults_are_the_cpu_profile(notebook):
-    cpu = yaml.safe_load((REPO_ROOT / "profiles" / "cpu.yaml").read_text())
+    cpu = read_profile("cpu")
     defaults = {name: ast.literal_eval(info["default"])
                 for name, info in papermill.inspect_notebook(str(notebook)).items()}
     shared = {name: value for name, value in defaults.items() if name in cpu and name not in INTERACTIVE_DEFAULTS}
@@ -92,6 +91,7 @@ def test_train_config_parameters_exist_in_train_config():
     assert set(TRAIN_CONFIG_PARAMETERS) <= {field.name for field in dataclasses.fields(TrainConfig)}
 
 
+@pytest.mark.slow  # starts a kernel; the message is checked in-process (test_params), the wiring above
 def test_notebook_stops_on_a_wrong_parameter_with_a_clear_message(tmp_path):
     with pytest.raises(PapermillExecutionError) as err:
         papermill.execute_notebook(str(REPO_ROOT / "notebooks" / "01_data_exploration.ipynb"),
@@ -147,7 +147,7 @@ def test_smoke_run_renders_every_report_without_errors(smoke_run):
 def test_smoke_run_writes_the_comparison_table(smoke_run):
     reports, runs = smoke_run
     table = pd.read_csv(reports / "comparison.csv")
-    profile = yaml.safe_load((REPO_ROOT / "profiles" / "smoke.yaml").read_text())
+    profile = read_profile("smoke")
     assert list(table["model"]) == ["resnet50", "densenet121", "ensemble"]
     assert (table["seeds"] == len(profile["seeds"])).all()
     values = table[COMPARISON_COLUMNS]
@@ -170,7 +170,7 @@ def test_smoke_run_writes_the_comparison_table(smoke_run):
 @pytest.mark.slow
 def test_smoke_run_injected_the_profile(smoke_run):
     reports, runs = smoke_run
-    profile = yaml.safe_load((REPO_ROOT / "profiles" / "smoke.yaml").read_text())
+    profile = read_profile("smoke")
     for stem in EXPECTED:
         injected = read(reports / "executed" / f"{stem}.ipynb").metadata.papermill.parameters
         declared = NOTEBOOK_PARAMETERS[kind_of(Path(stem))]
@@ -187,7 +187,7 @@ def test_04_shows_grad_cam_from_the_runs_records_once_the_model_files_are_gone(s
     """python -m cxrlib.explain writes gradcam.csv from a run's model; 04 without model files draws the same maps."""
     import shutil
 
-    from conftest import configured_data_dir
+    from cxrlib.contract import configured_data_dir
     from cxrlib.explain.__main__ import main
     from cxrlib.report import comparison
     from cxrlib.runner.profiles import load_profile, profile_path
@@ -195,7 +195,7 @@ def test_04_shows_grad_cam_from_the_runs_records_once_the_model_files_are_gone(s
     data_dir = configured_data_dir()
     data_dir = data_dir if (data_dir / "train").is_dir() else smoke_result.tmp / "chest_xray"
     shutil.copytree(smoke_result.reports / "runs", tmp_path / "runs")
-    focus = min(yaml.safe_load((REPO_ROOT / "profiles" / "smoke.yaml").read_text())["seeds"])
+    focus = min(read_profile("smoke")["seeds"])
     for arch in ("resnet50", "densenet121"):
         records, model_file = (replicate_dir(tmp_path / "runs", arch, focus),
                                replicate_dir(smoke_result.runs, arch, focus) / "model.keras")

@@ -1,19 +1,19 @@
 """Parameter validation: every committed profile passes; bad values fail with a message that says the fix."""
 
 import pytest
-import yaml
 
 from cxrlib.contract import PROFILES_DIR
 
 from cxrlib import params
-from cxrlib.params import NOTEBOOK_PARAMETERS, PARAMETERS, ParameterError, check, notebook_parameters, source_of
+from cxrlib.params import (NOTEBOOK_PARAMETERS, PARAMETERS, ParameterError, check, notebook_parameters,
+                           read_profile, source_of)
 
 PROFILES = sorted(PROFILES_DIR.glob("*.yaml"))
 
 
 @pytest.mark.parametrize("profile", PROFILES, ids=lambda p: p.stem)
 def test_committed_profiles_are_valid(profile):
-    params = yaml.safe_load(profile.read_text())
+    params = read_profile(profile)
     assert check(params, source=str(profile)) == params
 
 

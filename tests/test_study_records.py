@@ -9,10 +9,12 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from cxrlib import plan, runtime
 from cxrlib.compare.runs import load_runs
@@ -140,3 +142,28 @@ def test_no_committed_page_or_note_holds_a_path_of_the_machine_that_made_it():
     leaking = [path.relative_to(REPO_ROOT).as_posix() for path in pages
                if any(prefix in path.read_text(errors="replace") for prefix in ("/tmp/", "/work/", "/root/", "/home/"))]
     assert not leaking
+
+
+@pytest.mark.parametrize("name, profile, records", study_records(), ids=lambda value: str(value).split("/")[-1])
+def test_each_studys_profile_resolves_to_what_its_plan_committed(name, profile, records):
+    """A profile rewritten to extend another (issue 37) still gives every parameter the value the plan's commit held,
+    so the committed plans govern what they governed."""
+    from cxrlib.params import read_profile
+
+    loaded = (plan.load_factorial if plan.plan_kind(name) == "factorial" else plan.load_plan)(name)
+    added = runtime.adding_commit(loaded.document)
+    if added is None:
+        pytest.skip("no git history here (shallow clone): the plan's commit cannot be looked up")
+
+    def at_plan(path: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "show", f"{added['commit']}:{path}"], cwd=REPO_ROOT, capture_output=True,
+                              text=True)
+
+    if at_plan(f"studies/{name}.yaml").returncode != 0:
+        pytest.skip(f"studies/{name}.yaml was written after the study (not in its plan's commit {added['commit']}): "
+                    "its profile ran with the overrides its plan document names")
+    shown = at_plan(f"profiles/{profile}.yaml")
+    assert shown.returncode == 0, f"profiles/{profile}.yaml is not in the plan's commit {added['commit']}"
+    planned = yaml.safe_load(shown.stdout)
+    planned = {**read_profile(planned.pop("extends")), **planned} if "extends" in planned else planned
+    assert read_profile(profile) == planned

@@ -18,14 +18,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import write_tree
+from helpers import write_tree
 from optuna.trial import TrialState
-from test_reports import CHROMIUM
+from helpers import CHROMIUM
 from tune_fakes import fake_train, objective_of
 
 from cxrlib import evaluate
 from cxrlib.contract import REPO_ROOT
-from cxrlib.params import check, train_config_values
+from cxrlib import params as params_module
+from cxrlib.params import check, read_profile, train_config_values
 from cxrlib.tune import SearchError, adoption, ledger, load_search, recipe, report, results, worker
 from cxrlib.report.format import display_table
 from cxrlib.tune.__main__ import NOT_FINISHED, main
@@ -200,6 +201,7 @@ def worker_process(search: Path, journal: Path, tree: Path, epoch_seconds: float
                             text=True)
 
 
+@pytest.mark.slow
 def test_two_worker_processes_share_one_search_and_finish_with_exactly_the_budget(tree, tmp_path):
     path, journal = search_file(tmp_path, trials_per_arch=5, rerun_seeds=[101]), tmp_path / "journal.log"
     workers = [worker_process(path, journal, tree, epoch_seconds=0.2) for _ in range(2)]
@@ -219,6 +221,7 @@ def test_two_worker_processes_share_one_search_and_finish_with_exactly_the_budge
     assert pids == {str(process.pid) for process in workers}, "both workers ran search trials"
 
 
+@pytest.mark.slow
 def test_a_trial_lost_with_its_worker_runs_again_with_the_same_configuration_and_counts_once(tree, tmp_path):
     path, journal = search_file(tmp_path, trials_per_arch=3, rerun_seeds=[]), tmp_path / "journal.log"
     spec = load_search(path)
@@ -297,8 +300,9 @@ def test_a_finished_search_writes_its_report_and_a_tuned_profile_the_runner_acce
     for figure in ("search_history.png", "quality_vs_cpu.png"):
         assert (tmp_path / "record" / figure).stat().st_size > 1000
     profile = recipe.write_tuned_profile(spec, storage, tmp_path / "smoke-tuned.yaml")
-    params = check(yaml.safe_load(profile.read_text()))
+    params = check(read_profile(profile))
     assert "# expected minutes: 2-core CPU" in profile.read_text()
+    assert set(yaml.safe_load(profile.read_text())) == {"extends", "study", "recipes"}  # only what differs
     for arch in spec.archs:
         best = ledger.best_values(ledger.load(spec, storage, arch))
         tuned = train_config_values(params, seed=1, split_seed=1, arch=arch)
@@ -312,13 +316,13 @@ def test_the_tuned_profile_does_not_inherit_the_base_profiles_study_plan(tree, t
     storage = ledger.open_storage(spec, str(tmp_path / "journal.log"))
     worker.work(spec, storage, log=quiet, train_fn=fake_train)
     base = (recipe.PROFILES_DIR / f"{spec.base_profile}.yaml").read_text()
-    planned = tmp_path / "profiles"
-    planned.mkdir()
+    planned = shutil.copytree(recipe.PROFILES_DIR, tmp_path / "profiles")  # the profiles the base extends
     (planned / f"{spec.base_profile}.yaml").write_text(base.replace("\nstudy: null", "\nstudy: exploratory-cpu"))
     assert "\nstudy: exploratory-cpu" in (planned / f"{spec.base_profile}.yaml").read_text()
     monkeypatch.setattr(recipe, "PROFILES_DIR", planned)
+    monkeypatch.setattr(params_module, "PROFILES_DIR", planned)
     profile = recipe.write_tuned_profile(spec, storage, tmp_path / "tuned.yaml")
-    assert yaml.safe_load(profile.read_text())["study"] is None
+    assert read_profile(profile)["study"] is None and read_profile(spec.base_profile)["study"] == "exploratory-cpu"
     assert "exploratory-cpu" not in profile.read_text()
 
 

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from IPython.display import Markdown, display
 
 from cxrlib import compare, data, explain, models, plan, plots, runtime, study
@@ -20,7 +19,7 @@ from cxrlib.contract import (ARCHS, COMPARISON_FILE, COMPARISON_MARKDOWN, ENSEMB
                              MODEL_FILE, PROFILES_DIR, RECORDS_DIR, REPO_ROOT, ROC_FIGURE, SEED_PAIRS_FIGURE,
                              SEEDS_FILE, STUDY_FILE, model_of, replicate_dir, repo_relative)
 from cxrlib.files import write_atomic
-from cxrlib.params import notebook_parameters, policy_kwargs
+from cxrlib.params import notebook_parameters, policy_kwargs, read_profile
 from cxrlib.report import discussion
 from cxrlib.report import factorial as factorial_report
 from cxrlib.report.format import (NAMES, POLICY_NAMES, headline_table, is_missing, markdown_table,
@@ -200,7 +199,7 @@ def study_section(setup: ComparisonSetup) -> dict[str, pd.DataFrame]:
 def tuned_archs(profile: str) -> list[str]:
     """The architectures a profile gives their own recipe (its ``recipes`` entry): the others train at the shared
     one."""
-    return list(yaml.safe_load((PROFILES_DIR / f"{profile}.yaml").read_text()).get("recipes") or {})
+    return list(read_profile(profile).get("recipes") or {})
 
 
 def comparison_title(setup: ComparisonSetup) -> str:

@@ -12,12 +12,14 @@ import logging
 import sys
 from pathlib import Path
 
+import yaml
+
 from cxrlib.contract import NOTEBOOKS_DIR, REPORTS_DIR, RUNS_DIR
 from cxrlib.runner import RunError
 from cxrlib.runner.console import start_console
 from cxrlib.runner.machine import look
 from cxrlib.runner.notebooks import strip_notebooks
-from cxrlib.runner.profiles import default_profile, parse_overrides
+from cxrlib.runner.profiles import default_profile, load_profile, parse_overrides, profile_path
 from cxrlib.runner.run import run_profile
 
 log = logging.getLogger("cxrlib.runner")
@@ -42,6 +44,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show everything on the terminal: papermill's cell messages, all notebook output, "
                              "the kernels' own logs (TensorFlow's C++ logging included); run.log always has it all")
+    parser.add_argument("--print-parameters", action="store_true",
+                        help="print the profile's parameters as papermill's -f file takes them (its extends chain and "
+                             "--set values applied) and exit")
     parser.add_argument("--strip", action="store_true",
                         help="remove outputs and execution counts from notebooks/*.ipynb and exit")
     return parser.parse_args(argv)
@@ -57,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         overrides = parse_overrides(args.overrides)
+        if args.print_parameters:
+            if args.profile is None:
+                raise RunError("--print-parameters prints one profile: name it with --profile NAME")
+            params = load_profile(profile_path(args.profile), overrides)
+            print(yaml.safe_dump({"profile": Path(args.profile).stem, **params}, sort_keys=False), end="")
+            return 0
         machine = look(probe=args.profile is None)
         profile, note = (args.profile, "") if args.profile else default_profile(machine)
         run_profile(profile, args.only, args.reports_dir, args.runs_dir, note=note, overrides=overrides,

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import yaml
 
-from cxrlib.contract import PROFILES_DIR, repo_relative
-from cxrlib.params import ParameterError, check
+from cxrlib.contract import repo_relative
+from cxrlib.params import ParameterError, check, profile_file, read_profile
 from cxrlib.runtime import VECTOR_FLAGS
 from cxrlib.runner import RUNNER_SET, RunError
 from cxrlib.runner.machine import Machine
@@ -30,14 +30,10 @@ EXPECTED_FORM = ("'# expected minutes: 2-core CPU avx512_bf16 48, 2-core CPU avx
 
 def profile_path(name_or_file: str) -> Path:
     """``profiles/<name>.yaml`` for a bare name, else the given YAML file."""
-    path = Path(name_or_file)
-    if path.suffix not in (".yaml", ".yml"):
-        path = PROFILES_DIR / f"{name_or_file}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
-        raise RunError(f"profile {name_or_file!r} not found at {repo_relative(path)}; use one of: {known}, "
-                       "or a YAML file path")
-    return path.resolve()
+    try:
+        return profile_file(name_or_file)
+    except ParameterError as err:
+        raise RunError(str(err)) from None
 
 
 def parse_overrides(items: list[str] | None) -> dict:
@@ -55,14 +51,13 @@ def parse_overrides(items: list[str] | None) -> dict:
 
 
 def load_profile(path: Path, overrides: dict | None = None) -> dict:
-    """The parameters of a profile file, with ``overrides`` applied, checked against ``cxrlib.params``."""
+    """The parameters of a profile file (its ``extends`` chain resolved), with ``overrides`` applied, checked against
+    ``cxrlib.params``."""
     shown = repo_relative(path)
     try:
-        params = yaml.safe_load(Path(path).read_text())
-    except yaml.YAMLError as err:
-        raise RunError(f"{shown} is not valid YAML: {err}") from err
-    if not isinstance(params, dict):
-        raise RunError(f"{shown} must be a mapping of parameter: value, got {type(params).__name__}")
+        params = read_profile(path)
+    except ParameterError as err:
+        raise RunError(str(err)) from None
     source = f"{shown} or the --set values {overrides}" if overrides else shown
     params = {**params, **(overrides or {})}
     runner_set = sorted(set(params) & set(RUNNER_SET))

@@ -6,13 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from cxrlib import plan
 from cxrlib.backbones import title_of
-from cxrlib.contract import INDEX_PAGE, PROFILES_DIR, REPO_ROOT, REPORTS_DIR, STUDIES_DIR
+from cxrlib.contract import INDEX_PAGE, REPO_ROOT, REPORTS_DIR, STUDIES_DIR
+from cxrlib.params import read_profile
 
 from .spec import SearchSpec
+
 
 @dataclass(frozen=True)
 class Adoption:
@@ -23,15 +23,6 @@ class Adoption:
     document: Path  # the plan's document (docs/...)
     report: Path | None  # the study's rendered page, when it has one
     recipes: dict[str, str]  # arch -> the recipe its profile trains it at, in words
-
-
-def _profile(name: str) -> dict:
-    """The mapping in profiles/<name>.yaml; ValueError naming the file when it holds none."""
-    path = PROFILES_DIR / f"{name}.yaml"
-    values = yaml.safe_load(path.read_text())
-    if not isinstance(values, dict):
-        raise ValueError(f"{path} holds no mapping of parameters; fix the file (its study plan names it)")
-    return values
 
 
 def _plan(name: str) -> plan.StudyPlan | plan.FactorialPlan:
@@ -71,7 +62,7 @@ def adoptions(spec: SearchSpec, tuned: dict[str, dict], best_trial: dict[str, in
     found = []
     for plan_file in sorted(STUDIES_DIR.glob("*.yaml")):
         study = _plan(plan_file.stem)
-        profile = _profile(study.profile)
+        profile = read_profile(study.profile)
         trained = {arch: trained_values(profile, arch, names) for arch in spec.archs}
         if any(values in tuned.values() for values in trained.values()):
             recipes = {arch: recipe_words(values, arch, spec, tuned, best_trial) for arch, values in trained.items()}

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from cxrlib.contract import PROFILES_DIR, repo_relative
-from cxrlib.params import check
+from cxrlib.params import EXTENDS, check, read_profile
 from cxrlib.files import write_atomic
 
 from . import ledger
@@ -50,11 +50,11 @@ def replicate_minutes(spec: SearchSpec, storage) -> float:
 
 
 def write_tuned_profile(spec: SearchSpec, storage, path: Path | None = None) -> Path:
-    """Write the tuned profile (the base profile's text, a new header, and `recipes`); returns its path."""
+    """Write the tuned profile (a header, ``extends`` the base profile, no study, and ``recipes``); returns its
+    path."""
     path = Path(path or tuned_profile_path(spec))
     base_path = PROFILES_DIR / f"{spec.base_profile}.yaml"
-    body = [TUNED_STUDY_LINE if line.startswith("study:") else line
-            for line in base_path.read_text().splitlines() if not line.startswith("#")]
+    body = [f"{EXTENDS}: {spec.base_profile}", TUNED_STUDY_LINE]
     recipes = tuned_recipes(spec, storage)
     header = [
         f"# The {spec.base_profile} protocol with each architecture's own tuned recipe: {repo_relative(base_path)} plus the",
@@ -65,5 +65,7 @@ def write_tuned_profile(spec: SearchSpec, storage, path: Path | None = None) -> 
     ]
     recipes_text = yaml.safe_dump({"recipes": recipes}, sort_keys=False, default_flow_style=None, width=200)
     text = "\n".join(header + body) + "\n" + recipes_text
-    check(yaml.safe_load(text), source=repo_relative(path))
+    child = yaml.safe_load(text)
+    check({**read_profile(spec.base_profile), **{k: v for k, v in child.items() if k != EXTENDS}},
+          source=repo_relative(path))
     return write_atomic(path, text)

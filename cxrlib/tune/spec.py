@@ -10,10 +10,9 @@ import difflib
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from cxrlib.contract import ARCHS, PROFILES_DIR, REPORTS_DIR, SEARCHES_DIR, repo_relative
-from cxrlib.params import PARAMETERS, RECIPE_PARAMETERS, ParameterError, check
+from cxrlib.params import PARAMETERS, RECIPE_PARAMETERS, ParameterError, check, profile_file, read_profile
+from cxrlib.yaml_files import named_yaml, read_mapping
 
 OBJECTIVES = ("balanced_log_loss",)  # validation only; why: cxrlib.evaluate.balanced_log_loss
 DIMENSION_TYPES = ("float", "int", "categorical")
@@ -117,26 +116,14 @@ class SearchSpec:
 
 def search_path(name_or_file: str | Path) -> Path:
     """``searches/<name>.yaml`` for a bare name, else the given YAML file."""
-    path = Path(name_or_file)
-    if path.suffix not in (".yaml", ".yml"):
-        path = SEARCHES_DIR / f"{name_or_file}.yaml"
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in SEARCHES_DIR.glob("*.yaml"))) or "none"
-        raise SearchError(f"search {str(name_or_file)!r} not found at {repo_relative(path)}; known searches: {known}; "
-                          "or give a YAML file path")
-    return path.resolve()
+    return named_yaml(SEARCHES_DIR, name_or_file, "search", SearchError)
 
 
 def load_search(name_or_file: str | Path) -> SearchSpec:
     """Read and check a search file; one SearchError lists every problem."""
     path = search_path(name_or_file)
     shown = repo_relative(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise SearchError(f"{shown} is not valid YAML: {err}") from err
-    if not isinstance(raw, dict):
-        raise SearchError(f"{shown} must be a mapping of key: value, got {type(raw).__name__}")
+    raw = read_mapping(path, "key: value", SearchError)
     problems = _key_problems(raw)
     if not problems:
         problems = _value_problems(raw)
@@ -212,14 +199,12 @@ def _value_problems(raw: dict) -> list[str]:
 
 
 def _base_params(profile: str) -> tuple[dict, list[str]]:
-    """The base profile's parameters, checked by cxrlib.params."""
-    path = PROFILES_DIR / f"{profile}.yaml"
-    if not isinstance(profile, str) or not path.is_file():
+    """The base profile's parameters (its ``extends`` chain resolved), checked by cxrlib.params."""
+    if not isinstance(profile, str) or not (PROFILES_DIR / f"{profile}.yaml").is_file():
         known = ", ".join(sorted(p.stem for p in PROFILES_DIR.glob("*.yaml")))
         return {}, [f"base_profile = {profile!r} names no file in profiles/ (known: {known})"]
-    params = yaml.safe_load(path.read_text())
     try:
-        return check(params, source=repo_relative(path)), []
+        return check(read_profile(profile), source=repo_relative(profile_file(profile))), []
     except ParameterError as err:
         return {}, [f"base_profile {profile!r} is invalid: {err}"]
 
