@@ -1,14 +1,21 @@
-"""The data exploration (notebook 01) in words: which copy of the data, the replicates' splits, stored sizes,
-black borders and duplicates, each stated from the tables ``data.summary`` and ``data.geometry`` compute."""
+"""The data exploration (notebook 01): its words (which copy of the data, the replicates' splits, stored sizes,
+black borders and duplicates, each stated from the tables ``data.summary`` and ``data.geometry`` compute) and its
+sections, one call per notebook cell as notebooks 02-04 have them."""
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from IPython.display import Markdown, display
 
+from cxrlib import data, plots, runtime
 from cxrlib.contract import CLASS_NAMES, repo_relative
 from cxrlib.data.geometry import GROUP_MIN_SHARE, OTHER_GROUP, frequent_sizes, geometry_groups, size_name
 from cxrlib.data.summary import (BLACK_BORDER, MANIFEST_FILE, copy_manifest, patients_on_both_sides,
                                  validation_overlap, validation_split_summary)
+from cxrlib.params import notebook_parameters, replicate_seeds
+from cxrlib.report.format import parameters_text, readable
+from cxrlib.report.shortcut import describe_label_rates, describe_metadata_baseline, shortcut_verdict
 
 
 def describe_data_copy(root: str | Path, images: pd.DataFrame) -> str:
@@ -166,3 +173,156 @@ def _black_medians(table: pd.DataFrame) -> tuple[str, str, pd.Series]:
     medians = table[table["group"] == "all images"].set_index("label")["median black pixels"]
     more, less = CLASS_NAMES if medians[CLASS_NAMES[0]] >= medians[CLASS_NAMES[1]] else CLASS_NAMES[::-1]
     return more, less, medians
+
+
+# ---------------------------------------------------------------- notebook 01's sections, one call per cell
+
+@dataclass
+class ExplorationSetup:
+    """What notebook 01's sections share: its checked parameters and the indexed data set."""
+
+    params: dict
+    index: object  # cxrlib.data.DataIndex
+
+    @property
+    def images(self) -> pd.DataFrame:
+        """Every readable image of the data set, all folders."""
+        return self.index.images
+
+    @property
+    def train_images(self) -> pd.DataFrame:
+        """The images of the Kaggle training folder."""
+        return self.images[self.images["split"] == "train"]
+
+
+def setup(namespace: dict) -> ExplorationSetup:
+    """Check the notebook's parameters, index the data, print what this report read and with which libraries."""
+    params = notebook_parameters(namespace, "explore")
+    index = data.scan_dataset(data.locate_data(params["data_dir"]))
+    print(f"parameters: {parameters_text(params)}")
+    print("versions:", ", ".join(f"{name} {version}" for name, version in runtime.library_versions().items()))
+    print(f"data: {repo_relative(index.root)} ({len(index.images):,} readable images)")
+    print(f"fingerprint: {index.fingerprint}")
+    display(Markdown(describe_data_copy(index.root, index.images)))
+    return ExplorationSetup(params, index)
+
+
+def folders_section(setup: ExplorationSetup) -> pd.DataFrame:
+    """Images per Kaggle folder and class, as a table and bars; returns the table."""
+    per_split = data.images_per_split(setup.images)
+    display(readable(per_split, percent_columns=["PNEUMONIA share"]),
+            plots.plot_class_counts(data.subset_counts(setup.images)))
+    return per_split
+
+
+def class_balance_sentence(per_split: pd.DataFrame) -> str:
+    """The PNEUMONIA share of the training and test folders, and what it means for training and judging."""
+    share = per_split["PNEUMONIA share"]
+    return (f"PNEUMONIA makes up **{share['train']:.1%}** of the training folder and **{share['test']:.1%}** of the "
+            f"test folder, so always answering PNEUMONIA would already score **{share['test']:.1%}** accuracy on "
+            "test. **For training:** the loss is weighted by inverse class frequency (class weights), and results "
+            "are judged by sensitivity, specificity and ROC-AUC, not by accuracy alone.")
+
+
+def class_balance_section(per_split: pd.DataFrame) -> None:
+    """``class_balance_sentence`` shown."""
+    display(Markdown(class_balance_sentence(per_split)))
+
+
+def patients_section(setup: ExplorationSetup) -> float:
+    """Patients per folder, images per patient, and the share with several images (returned)."""
+    display(readable(data.patients_per_split(setup.images), digits=2),
+            plots.plot_images_per_patient(setup.images, split="train"))
+    several = data.share_of_patients_with_several_images(setup.images)
+    display(Markdown(f"**{several:.1%}** of patients have more than one image. **For training:** the validation "
+                     "set is drawn by whole patients (next section), never by single images."))
+    return several
+
+
+def replicate_splits_section(setup: ExplorationSetup) -> dict[int, pd.DataFrame]:
+    """Each replicate's validation patients, as the training notebooks draw them; returns the splits by seed."""
+    replicates = replicate_seeds(setup.params)
+    splits = data.replicate_splits(setup.images, setup.params, [split for _, split in replicates])
+    display(readable(data.replicate_split_table(splits)),
+            Markdown(describe_replicate_splits(splits, replicates, setup.params["subsample_per_class"])))
+    return splits
+
+
+def image_sizes_section(setup: ExplorationSetup) -> None:
+    """Stored sizes per class: the table, the figure and what they show."""
+    display(readable(data.image_size_summary(setup.images), percent_columns=["share at a frequent size"]),
+            plots.plot_image_sizes(setup.images), Markdown(describe_size_figure(setup.images)),
+            Markdown(describe_image_sizes(setup.images)))
+
+
+def label_rates_section(setup: ExplorationSetup) -> None:
+    """The NORMAL share per stored-size group: a label rate that depends on the group is a shortcut."""
+    rates = data.label_rate_by_group(setup.images)
+    display(readable(rates, percent_columns=["NORMAL share"]), plots.plot_label_rate_by_group(rates),
+            Markdown(describe_label_rates(rates)))
+
+
+def metadata_baseline_section(setup: ExplorationSetup) -> pd.DataFrame:
+    """What a classifier on file metadata alone reaches on test; returns its table."""
+    baseline = data.metadata_baseline_table(setup.images, seed=setup.params["sampling_seed"])
+    display(readable(baseline), Markdown(describe_metadata_baseline(baseline)))
+    return baseline
+
+
+def samples_section(setup: ExplorationSetup):
+    """A seeded sample of training images per class at their stored size (the figure)."""
+    return plots.plot_sample_images(setup.train_images, n_per_class=setup.params["n_examples"],
+                                    seed=setup.params["sampling_seed"])
+
+
+def intensity_section(setup: ExplorationSetup):
+    """Pixel-intensity histograms of 100 seeded training images per class at 128 px (the figure)."""
+    return plots.plot_intensity_histograms(setup.train_images, n_per_class=100, image_size=128,
+                                           seed=setup.params["sampling_seed"])
+
+
+def black_pixels_section(setup: ExplorationSetup) -> pd.DataFrame:
+    """Where images are pure black, per class and group: words, table and maps; returns the table."""
+    black = data.black_pixels_by_group(data.black_pixel_shares(setup.images))
+    display(Markdown(describe_black_pixels(black)), readable(black, percent_columns=data.BLACK_SHARE_COLUMNS),
+            plots.plot_black_pixel_maps(data.black_pixel_maps(setup.images)))
+    return black
+
+
+def duplicates_section(setup: ExplorationSetup, splits: dict[int, pd.DataFrame]) -> dict:
+    """Every group of byte-identical files, what they cross, and the unreadable files; returns the counts."""
+    display(readable(data.duplicate_table(setup.index.duplicates, setup.images)))
+    counts = data.duplicate_counts(setup.index.duplicates, setup.images, splits)
+    display(Markdown(describe_duplicates(counts, len(splits), len(setup.index.excluded))))
+    if len(setup.index.excluded):
+        display(readable(setup.index.excluded))
+    return counts
+
+
+def implications(per_split: pd.DataFrame, several: float, splits: dict[int, pd.DataFrame], duplicates: dict,
+                 baseline: pd.DataFrame, black: pd.DataFrame) -> str:
+    """Markdown: what the sections above mean for training, each point from its section's numbers."""
+    share = per_split["PNEUMONIA share"]
+    leaking = duplicates["across_subsets"] + duplicates["across_splits"]
+    return f"""
+- **Imbalance.** PNEUMONIA is {share['train']:.1%} of the training images, so training weights the loss by class
+  and every result is reported with sensitivity and specificity; on test, accuracy must beat
+  {share['test']:.1%} (always answering PNEUMONIA) to mean anything.
+- **Patients, not images.** {several:.1%} of patients have several images; each replicate's validation patients
+  are whole children ({patients_on_both_sides(splits)} of them also in training). Validation picks the epoch
+  each model keeps; the study's decision threshold is the fixed 0.5 set in advance, not a value chosen on
+  validation.
+- **Duplicates.** {duplicates['across_subsets']} duplicate groups cross the training/validation boundary of any
+  replicate and {duplicates['across_splits']} cross the Kaggle folders, so they {'can' if leaking else 'do not'}
+  leak between the sets used for choosing and for judging a model.
+- **Stored size.** {shortcut_verdict(baseline)}
+- **Black borders.** {black_pixel_verdict(black)}
+- **What cannot be checked.** Patient numbers restart in each folder, so the same child could appear in both the
+  training and the test folder without us being able to tell.
+"""
+
+
+def implications_section(per_split: pd.DataFrame, several: float, splits: dict[int, pd.DataFrame], duplicates: dict,
+                         baseline: pd.DataFrame, black: pd.DataFrame) -> None:
+    """``implications`` shown."""
+    display(Markdown(implications(per_split, several, splits, duplicates, baseline, black)))
