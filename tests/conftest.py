@@ -1,7 +1,8 @@
-"""Shared fixtures: the real data set (skipped with a reason when absent), small generated image trees, and
-the smoke profile run once per session (tests/test_notebooks.py and tests/test_reports.py read it);
-``--cpu-durations N``, the tests that cost the most CPU seconds; and what lets pytest-xdist run the suite on
-several cores (run_tests.sh: ``-n auto --dist loadfile``): the smoke run starts first and its workers share it."""
+"""Shared fixtures (what tests share that is not a fixture is in tests/helpers.py): the real data set (skipped with
+a reason when absent), small generated image trees, and the smoke profile run once per session
+(tests/test_notebooks.py and tests/test_reports.py read it); ``--cpu-durations N``, the tests that cost the most CPU
+seconds; and what lets pytest-xdist run the suite on several cores (run_tests.sh: ``-n auto --dist loadfile``): the
+smoke run starts first and its workers share it."""
 import json
 import os
 import resource
@@ -11,12 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 from filelock import FileLock
-from PIL import Image
+from helpers import write_tree
 
-from cxrlib.contract import CLASS_NAMES, ONEDNN_ENV, REPO_ROOT, configured_data_dir
+from cxrlib.contract import ONEDNN_ENV, REPO_ROOT, configured_data_dir
 
 # The test session is a process start: TensorFlow (imported later, by the test modules) starts as the runner's
 # kernels and the command lines start it, whether or not scripts/ensure_env.sh set the environment.
@@ -88,63 +88,17 @@ def real_data_dir() -> Path:
     return path
 
 
-def _patient_names(label: str, count: int, start: int) -> list[str]:
-    """File names in the data set's own naming forms, two images per patient."""
-    names = []
-    for i in range(count):
-        patient = start + i // 2
-        if label == CLASS_NAMES[0]:
-            names.append(f"IM-{patient:04d}-{i % 2 + 1:04d}.jpeg")
-        else:
-            kind = "bacteria" if i % 3 else "virus"
-            names.append(f"person{patient}_{kind}_{i}.jpeg")
-    return names
-
-
-def blob_image(rng: np.random.Generator, target: int, size: int = 40) -> np.ndarray:
-    """Grayscale noise; PNEUMONIA (target 1) images carry a bright blob, so a model can learn the label."""
-    pixels = rng.integers(0, 120, size=(size, size + 4), dtype=np.uint8)
-    if target:
-        pixels[size // 4 : size // 2, size // 4 : size // 2] = 250
-    return pixels
-
-
-def write_tree(root: Path, per_class: dict[str, int] | None = None, size: int = 40, seed: int = 0,
-               image_of=None) -> Path:
-    """Write a tiny Kaggle-layout tree of grayscale JPEGs, each made by ``image_of(rng, target)`` (default:
-    ``blob_image`` of ``size``)."""
-    per_class = per_class or {"train": 12, "val": 2, "test": 4}
-    image_of = image_of or (lambda rng, target: blob_image(rng, target, size))
-    rng = np.random.default_rng(seed)
-    for split, count in per_class.items():
-        for target, label in enumerate(CLASS_NAMES):
-            folder = root / split / label
-            folder.mkdir(parents=True, exist_ok=True)
-            for name in _patient_names(label, count, start=1):
-                Image.fromarray(image_of(rng, target), mode="L").save(folder / name, quality=90)
-    return root
-
-
 @pytest.fixture
 def image_tree(tmp_path) -> Path:
     """A fresh tiny Kaggle-layout tree (12/2/4 images per class in train/val/test)."""
     return write_tree(tmp_path / "chest_xray")
 
 
-def write_odd_images(folder: Path, size: int = 36) -> dict[str, str]:
-    """Readable images in unusual formats (as a hospital export might hold); returns {file name: PIL mode}."""
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(1)
-    gray = rng.integers(0, 255, size=(size, size + 10), dtype=np.uint8)
-    images = {
-        "IM-0901-0001.png": Image.fromarray(np.dstack([gray, gray, gray, np.full_like(gray, 128)])),
-        "IM-0902-0001.png": Image.fromarray(gray.astype(np.uint16) * 16 + 1000),
-        "IM-0903-0001.jpg": Image.fromarray(np.dstack([gray] * 3)).convert("CMYK"),
-        "IM-0904-0001.PNG": Image.fromarray(gray).convert("P"),
-    }
-    for name, image in images.items():
-        image.save(folder / name)
-    return {name: image.mode for name, image in images.items()}
+@pytest.fixture(scope="session")
+def shared_tree(tmp_path_factory) -> Path:
+    """One tiny Kaggle-layout tree (12/2/4 images per class) for every test of the session that only reads it (a
+    test that changes its tree takes image_tree)."""
+    return write_tree(tmp_path_factory.mktemp("shared") / "chest_xray")
 
 
 @dataclass(frozen=True)

@@ -5,13 +5,7 @@ import pytest
 
 from cxrlib import bootstrap, evaluate
 from cxrlib.contract import THRESHOLD_POLICIES
-
-
-def scored_sample(n_neg=60, n_pos=100, separation=1.0, seed=0, decimals=2):
-    """Labels and rounded (so that ties occur) probabilities from two overlapping normal distributions."""
-    rng = np.random.default_rng(seed)
-    y_true = np.r_[np.zeros(n_neg, int), np.ones(n_pos, int)]
-    return y_true, np.round(1 / (1 + np.exp(-rng.normal(separation * y_true, 1.0))), decimals)
+from helpers import scored_sample
 
 
 def clustered_sample(n_patients=40, images_per_patient=5, seed=0):

@@ -8,41 +8,9 @@ import pytest
 from scipy.stats import binomtest
 from sklearn.metrics import roc_auc_score
 
-from cxrlib import compare, evaluate
+from cxrlib import compare
 from cxrlib.data.index import relpath_from_path
-
-
-def fake_predictions(n_val=40, n_test=80, separation=2.0, seed=0) -> pd.DataFrame:
-    """predictions.csv rows: balanced-ish val and test subsets with scores that separate the classes."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for subset, count in (("val", n_val), ("test", n_test)):
-        targets = (np.arange(count) % 5 < 3).astype(int)  # 60% PNEUMONIA, as in the Kermany test split
-        probs = np.round(1 / (1 + np.exp(-rng.normal(separation * (targets - 0.5), 1.0))), 3)
-        for i, (target, prob) in enumerate(zip(targets, probs)):
-            label = "PNEUMONIA" if target else "NORMAL"
-            rows.append({"path": f"/data/{subset}/{label}/img{i:03d}.jpeg", "subset": subset, "label": label,
-                         "target": target, "patient_id": f"p{i // 2}", "prob": prob})
-    return pd.DataFrame(rows)
-
-
-def write_run(run_dir, arch="resnet50", separation=2.0, seed=0, predictions=None, policy="youden"):
-    """A run directory as cxrlib.train writes it, with the threshold chosen on the val rows."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    predictions = fake_predictions(separation=separation, seed=seed) if predictions is None else predictions
-    val = predictions[predictions["subset"] == "val"]
-    threshold = evaluate.choose_threshold(val["target"], val["prob"], policy)
-    predictions.to_csv(run_dir / "predictions.csv", index=False)
-    epochs = np.arange(1, 4)
-    pd.DataFrame({"epoch": epochs, "loss": 1 / epochs, "accuracy": 0.7 + 0.05 * epochs, "auc": 0.8 + 0.03 * epochs,
-                  "val_loss": 1.2 / epochs, "val_accuracy": 0.65 + 0.05 * epochs, "val_auc": 0.75 + 0.04 * epochs,
-                  "learning_rate": 1e-3}).to_csv(run_dir / "history.csv", index=False)
-    info = {"name": f"quick-{arch}", "arch": arch, "config": {"arch": arch}, "seed": seed, "best_epoch": 3,
-            "timing": {"train": 12.5, "predict": 1.5, "training": 12.5}, "images_per_sec": None, "model_size_mb": 90.1,
-            "latency_ms": 35.0, "params": {"total": 1000, "trainable": 900, "non_trainable": 100},
-            "threshold": {"policy": policy, "value": threshold, "target_sensitivity": 0.95}}
-    (run_dir / "run.json").write_text(json.dumps(info))
-    return run_dir
+from helpers import fake_predictions, write_run
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ def pytest_run(*args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [[], ["-n", "2", "--dist", "loadfile"]], ids=["one process", "two workers"])
 def test_cpu_durations_lists_the_costliest_tests_with_their_seconds(workers):
     output = pytest_run("-q", *workers, "--cpu-durations", "2", "tests/test_params.py", "-k", "committed_profiles")
@@ -25,6 +26,7 @@ def test_cpu_durations_lists_the_costliest_tests_with_their_seconds(workers):
     assert len(rows) == 2 and float(rows[0][0]) >= float(rows[1][0])
 
 
+@pytest.mark.slow
 def test_each_test_file_runs_on_one_worker(tmp_path):
     output = pytest_run("-n", "2", "--dist", "loadfile", "-v", "tests/test_params.py", "tests/test_evaluate.py")
     workers = {}

@@ -7,7 +7,7 @@ import pytest
 
 from cxrlib.data.index import IMAGE_COLUMNS, patient_id_from_name, patient_ids, relpath_from_path, scan_dataset
 from cxrlib.data.locate import DataLayoutError, DataNotFoundError
-from conftest import write_odd_images, write_tree
+from helpers import write_odd_images, write_tree
 
 SMALL = {"train": 4, "val": 2, "test": 2}
 

@@ -11,7 +11,7 @@ import pytest
 
 from cxrlib.data import locate, scan_dataset
 from cxrlib.data.locate import DataLayoutError, DataNotFoundError, download_and_extract, find_kaggle_root, locate_data
-from conftest import write_tree
+from helpers import write_tree
 
 SMALL = {"train": 4, "val": 2, "test": 2}
 

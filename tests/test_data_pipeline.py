@@ -11,7 +11,7 @@ import tensorflow as tf
 from cxrlib.data import assign_subsets, scan_dataset
 from cxrlib.data.augment import build_augmenter
 from cxrlib.data.pipeline import load_image, make_dataset
-from conftest import write_odd_images
+from helpers import write_odd_images
 
 SIZE = 32
 

@@ -2,23 +2,9 @@
 import pandas as pd
 import pytest
 
+from helpers import index_frame
+
 from cxrlib.data.split import assign_subsets, class_weights, subsample, subset_counts
-
-
-def index_frame(patients: dict[tuple[str, str], list[int]]) -> pd.DataFrame:
-    """Rows shaped like scan_dataset().images; `patients[(split, label)]` lists images per patient."""
-    rows = []
-    for (split, label), sizes in patients.items():
-        for number, size in enumerate(sizes):
-            patient_id = f"{'IM' if label == 'NORMAL' else 'person'}-{number}"
-            for image in range(size):
-                relpath = f"{split}/{label}/{patient_id}-{image}.jpeg"
-                rows.append(
-                    {"path": f"/data/{relpath}", "relpath": relpath, "split": split, "label": label,
-                     "target": int(label == "PNEUMONIA"), "patient_id": patient_id,
-                     "patient_key": f"{split}/{patient_id}"}
-                )
-    return pd.DataFrame(rows).sort_values(["split", "label", "path"]).reset_index(drop=True)
 
 
 @pytest.fixture

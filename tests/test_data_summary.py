@@ -8,23 +8,10 @@ import pytest
 from PIL import Image
 
 from cxrlib import data
+from helpers import index_frame
 from cxrlib.data import summary
 from cxrlib.report import exploration
 from cxrlib.report.format import percent, readable
-
-
-def index_frame(patients: dict[tuple[str, str], list[int]], sizes: list[tuple[int, int]] | None = None) -> pd.DataFrame:
-    """Rows shaped like scan_dataset().images; ``patients[(split, label)]`` lists images per patient."""
-    rows = []
-    for (split, label), counts in patients.items():
-        for number, count in enumerate(counts):
-            patient_id = f"{'IM' if label == 'NORMAL' else 'person'}-{number}"
-            rows += [{"path": f"/data/{split}/{label}/{patient_id}-{image}.jpeg", "split": split, "label": label,
-                      "target": int(label == "PNEUMONIA"), "patient_id": patient_id,
-                      "patient_key": f"{split}/{patient_id}"} for image in range(count)]
-    frame = pd.DataFrame(rows)
-    width, height = zip(*(sizes or [(224, 224)] * len(frame)))
-    return frame.assign(width=width, height=height)
 
 
 @pytest.fixture

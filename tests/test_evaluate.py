@@ -7,14 +7,7 @@ from sklearn.metrics import classification_report, roc_auc_score
 
 from cxrlib import evaluate
 from cxrlib.contract import THRESHOLD_POLICIES
-
-
-def scored_sample(n_neg=60, n_pos=100, separation=1.0, seed=0, decimals=2):
-    """Labels and rounded (so that ties occur) probabilities from two overlapping normal distributions."""
-    rng = np.random.default_rng(seed)
-    y_true = np.r_[np.zeros(n_neg, int), np.ones(n_pos, int)]
-    scores = rng.normal(separation * y_true, 1.0)
-    return y_true, np.round(1 / (1 + np.exp(-scores)), decimals)
+from helpers import scored_sample
 
 
 def test_youden_threshold_maximises_j_and_prefers_the_highest_tie():

@@ -9,8 +9,7 @@ import yaml
 from scipy.stats import t
 
 from cxrlib import factorial, plan
-from test_compare import fake_predictions, write_run
-from test_plan import FACTORIAL, VALID
+from helpers import FACTORIAL, VALID, fake_predictions, write_run
 
 SEEDS = (11, 12, 13)
 

@@ -3,7 +3,6 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_tree
 
 from cxrlib import data, features, models
 from cxrlib.contract import ARCHS
@@ -11,10 +10,9 @@ from cxrlib.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    """(frame, fingerprint) of a 40-px tree: 18 train / 6 val / 8 test images."""
-    root = write_tree(tmp_path_factory.mktemp("data") / "chest_xray", per_class={"train": 12, "val": 2, "test": 4})
-    index = data.scan_dataset(root)
+def tiny(shared_tree):
+    """(frame, fingerprint) of the shared 40-px tree: 18 train / 6 val / 8 test images."""
+    index = data.scan_dataset(shared_tree)
     return data.assign_subsets(index.images, val_fraction=0.25, seed=0), index.fingerprint
 
 
@@ -53,6 +51,7 @@ def test_cached_features_are_written_once_then_read(tiny, tmp_path, monkeypatch)
     np.testing.assert_allclose(first, extractor(images, training=False), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_fast_path_trains_the_same_model_as_the_image_path(tiny, tmp_path):
     """Full-batch epochs and no dropout make the two paths compute the same updates, so they must agree."""
     frame, fingerprint = tiny

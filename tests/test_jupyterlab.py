@@ -19,9 +19,9 @@ import nbformat
 import pytest
 
 from cxrlib.contract import DATA_ENV_VAR, NOTEBOOKS_DIR, REPORTS_DIR
+from helpers import CHROMIUM
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.realdata]
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TOKEN = "cxr-test-token"
 RUN_ALL_TIMEOUT_S = 1200
 

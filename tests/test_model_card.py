@@ -12,7 +12,7 @@ from cxrlib.contract import ARCHS, CALIBRATION_FILE, REPO_ROOT, SEEDS_FILE, STUD
 from cxrlib.report import model_card
 from cxrlib.runner import index
 from reader_fakes import fake_run, index_images, study_runs
-from test_runner import fabricated_record
+from helpers import fabricated_record
 
 CONFIRMATORY = plan.load_plan("confirmatory-cpu")
 SENSITIVITY, SPECIFICITY = {"resnet50": 0.95, "densenet121": 0.98}, {"resnet50": 0.80, "densenet121": 0.82}

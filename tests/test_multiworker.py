@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 import tensorflow as tf
-from conftest import write_tree
 
 from cxrlib.contract import REPO_ROOT
 
@@ -54,12 +53,7 @@ def worker_env(tf_config: dict, scratch) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    return write_tree(tmp_path_factory.mktemp("data") / "chest_xray", per_class={"train": 12, "val": 2, "test": 4})
-
-
-@pytest.fixture(scope="module")
-def cluster_run(tree, tmp_path_factory):
+def cluster_run(shared_tree, tmp_path_factory):
     """(run_dir, [(return code, stdout, stderr, TMPDIR) per worker]) of a two-worker run."""
     root = tmp_path_factory.mktemp("cluster")
     workers = [f"127.0.0.1:{port}" for port in free_ports(2)]
@@ -70,8 +64,8 @@ def cluster_run(tree, tmp_path_factory):
         scratch.mkdir()
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         with open(f"{log}.out", "w") as out, open(f"{log}.err", "w") as err:  # files: a full pipe would stall a worker
-            process = subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT, str(tree), str(root / "run"), settings],
-                                       stdout=out, stderr=err, env=worker_env(tf_config, scratch))
+            process = subprocess.Popen([sys.executable, "-c", WORKER_SCRIPT, str(shared_tree), str(root / "run"),
+                                        settings], stdout=out, stderr=err, env=worker_env(tf_config, scratch))
         launched.append((process, log, scratch))
     results = []
     try:
@@ -85,6 +79,7 @@ def cluster_run(tree, tmp_path_factory):
     return root / "run", results
 
 
+@pytest.mark.slow
 def test_both_workers_finish_and_train_together(cluster_run):
     _, results = cluster_run
     for code, out, err, _ in results:
@@ -92,6 +87,7 @@ def test_both_workers_finish_and_train_together(cluster_run):
         assert json.loads(out.strip().splitlines()[-1]) == {"name": "multiworker", "replicas": 2, "workers": 2}
 
 
+@pytest.mark.slow
 def test_only_the_chief_writes_the_run_directory_once(cluster_run):
     run_dir, results = cluster_run
     assert {path.name for path in run_dir.iterdir()} == {*RECORD_FILES, MODEL_FILE, OOD_FILE, STATE_FILE, "logs"}
@@ -105,9 +101,10 @@ def test_only_the_chief_writes_the_run_directory_once(cluster_run):
         assert not list(scratch.glob("cxrlib-*"))
 
 
-def test_predictions_look_like_a_single_process_run(cluster_run, tree, tmp_path):
+@pytest.mark.slow
+def test_predictions_look_like_a_single_process_run(cluster_run, shared_tree, tmp_path):
     run_dir, _ = cluster_run
-    frame = data.assign_subsets(data.scan_dataset(tree).images, val_fraction=0.25, seed=0)
+    frame = data.assign_subsets(data.scan_dataset(shared_tree).images, val_fraction=0.25, seed=0)
     train(frame, tmp_path / "single", TrainConfig(**SETTINGS, strategy="none"))
     single, multi = (pd.read_csv(path / "predictions.csv") for path in (tmp_path / "single", run_dir))
     assert list(multi.columns) == list(single.columns) == list(PREDICTION_COLUMNS)
@@ -124,6 +121,7 @@ INITIALISED_FIRST = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_multiworker_after_tensorflow_started_says_how_to_launch_workers(tmp_path):
     tf_config = {"cluster": {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]},
                  "task": {"type": "worker", "index": 0}}

@@ -2,22 +2,19 @@
 run whose flag fires on foreign images, rarely on fresh in-distribution ones, and that `python -m cxrlib.ood fit`
 refits."""
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import blob_image, write_tree
+from helpers import blob_image, run_module, write_tree
 from PIL import Image
 
 from cxrlib import data
 from cxrlib.calibration import calibrated_probability, fit_platt
 from cxrlib.backbones import BACKBONES
-from cxrlib.contract import MODEL_FILE, OOD_FILE, OOD_FLAG_RATE, REPO_ROOT, RUN_RECORD_FILE
+from cxrlib.contract import MODEL_FILE, OOD_FILE, OOD_FLAG_RATE, RUN_RECORD_FILE
 from cxrlib.ood import OodFileError, fit_detector, load_detector
 from cxrlib.ood.detector import FILE_FORMAT, LayerGaussian, MahalanobisDetector
 from cxrlib.ood.fit import fit_safeguards
@@ -239,13 +236,6 @@ def trained(tmp_path_factory):
     return run_dir, root
 
 
-def cli(module, *args, data_dir=None):
-    """Run `python -m <module> ARGS` from the repository root (CXR_DATA_DIR set when data_dir is given)."""
-    env = {**os.environ, **({"CXR_DATA_DIR": str(data_dir)} if data_dir else {})}
-    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True)
-
-
 def old_run_copy(run_dir, destination):
     """A copy of the run as it would be had it been trained before OOD models and calibration existed."""
     shutil.copytree(run_dir, destination)
@@ -256,6 +246,7 @@ def old_run_copy(run_dir, destination):
     return destination
 
 
+@pytest.mark.slow
 def test_training_records_the_declared_rate_threshold_and_calibration(trained):
     run_dir, _ = trained
     record = json.loads((run_dir / RUN_RECORD_FILE).read_text())
@@ -269,6 +260,7 @@ def test_training_records_the_declared_rate_threshold_and_calibration(trained):
     assert record["calibration"]["images"] == len(val) and record["calibration"]["fitted_on"] == "val"
 
 
+@pytest.mark.slow
 def test_flag_fires_on_foreign_images_and_rarely_on_fresh_in_distribution_ones(trained, tmp_path):
     run_dir, _ = trained
     foreign = predict(run_dir, [write_foreign_images(tmp_path / "foreign")])
@@ -278,6 +270,7 @@ def test_flag_fires_on_foreign_images_and_rarely_on_fresh_in_distribution_ones(t
     assert foreign["ood_score"].min() > 2 * max(fresh["ood_score"].max(), foreign["ood_threshold"].iloc[0])
 
 
+@pytest.mark.slow
 def test_predictions_carry_every_column_and_the_calibration_of_run_json(trained, tmp_path):
     run_dir, _ = trained
     frame = predict(run_dir, [write_fresh_images(tmp_path / "fresh", count=4)])
@@ -288,11 +281,12 @@ def test_predictions_carry_every_column_and_the_calibration_of_run_json(trained,
     assert (frame["probability_prevalence"] == calibration["prevalence"]).all()
 
 
+@pytest.mark.slow
 def test_an_old_run_keeps_working_says_so_once_and_refits_to_the_trained_detector(trained, tmp_path):
     run_dir, data_root = trained
     old = old_run_copy(run_dir, tmp_path / "old")
     images = write_fresh_images(tmp_path / "fresh", count=2)
-    result = cli("cxrlib.predict", old, images, "--out", tmp_path / "old.csv")
+    result = run_module("cxrlib.predict", old, images, "--out", tmp_path / "old.csv")
     assert result.returncode == 0, result.stderr
     notices = [line for line in result.stderr.splitlines() if "has no OOD model" in line]
     assert notices == [f"cxrlib.predict: {old} has no OOD model and no calibration (trained before cxrlib fitted "
@@ -302,7 +296,7 @@ def test_an_old_run_keeps_working_says_so_once_and_refits_to_the_trained_detecto
     assert list(frame.columns) == list(COLUMNS) and frame["score"].notna().all()
     assert frame[["probability", "probability_prevalence", "ood_score", "ood_threshold", "ood_flag"]].isna().all().all()
 
-    result = cli("cxrlib.ood", "fit", old, data_dir=data_root)
+    result = run_module("cxrlib.ood", "fit", old, data_dir=data_root)
     assert result.returncode == 0, result.stderr
     assert f"wrote {old / OOD_FILE}" in result.stdout and "oneDNN" not in result.stderr
     refit, trained_record = (json.loads((d / RUN_RECORD_FILE).read_text()) for d in (old, run_dir))
@@ -311,20 +305,23 @@ def test_an_old_run_keeps_working_says_so_once_and_refits_to_the_trained_detecto
     assert predict(old, [images])["ood_flag"].notna().all()
 
 
+@pytest.mark.slow
 def test_refit_refuses_another_split_and_names_the_options(trained, tmp_path):
     run_dir, data_root = trained
     old = old_run_copy(run_dir, tmp_path / "old")
-    result = cli("cxrlib.ood", "fit", old, "--val-fraction", "0.2", data_dir=data_root)
+    result = run_module("cxrlib.ood", "fit", old, "--val-fraction", "0.2", data_dir=data_root)
     assert result.returncode == 1
     assert "not the split" in result.stderr and "--val-fraction and --subsample-per-class" in result.stderr
     assert not (old / OOD_FILE).exists()
 
 
+@pytest.mark.slow
 def test_refit_of_a_folder_without_a_run_names_the_missing_file(tmp_path):
-    result = cli("cxrlib.ood", "fit", tmp_path)
+    result = run_module("cxrlib.ood", "fit", tmp_path)
     assert result.returncode == 1 and f"{tmp_path / RUN_RECORD_FILE} is missing" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage, message", [
     ("corrupt", "is not a readable OOD file"),
     ("missing", f"{OOD_FILE} is missing although {RUN_RECORD_FILE} records an OOD model; copy it from where the "

@@ -6,12 +6,7 @@ import yaml
 
 from cxrlib import plan, study
 from cxrlib.report import discussion
-
-VALID = {"title": "Test study", "kind": "confirmatory", "document": "README.md", "profile": "smoke",
-         "records": "reports/smoke/runs", "seeds": [11, 12, 13], "primary_policy": "fixed", "reference": "resnet50",
-         "compared": "densenet121", "decision_metrics": ["roc_auc"], "level": 0.95, "focus_seed": 11,
-         "expectations": [{"model": "resnet50", "metric": "roc_auc", "statistic": "mean", "bound": "at_least",
-                           "value": 0.9}]}
+from helpers import FACTORIAL, VALID
 
 
 @pytest.fixture
@@ -160,20 +155,6 @@ def test_a_plans_facts_reach_the_study_script_as_bash_assignments(studies_dir):
     assert missing.returncode == 1 and "error: no study plan studies/nope.yaml" in missing.stderr
 
 
-FACTORIAL = {"title": "Test factorial", "kind": "factorial", "document": "README.md", "profile": "smoke",
-             "records": "reports/smoke/runs", "seeds": [11, 12], "primary_policy": "fixed",
-             "recipes": {"S": "shared", "T": "tuned"},
-             "cells": {"resnet50": {"S": "other", "T": "test"}, "densenet121": {"S": "test", "T": "other"}},
-             "contrasts": [{"name": "architecture_T", "role": "primary",
-                            "terms": {"densenet121/T": 1, "resnet50/T": -1}},
-                           {"name": "interaction", "role": "secondary",
-                            "terms": {"densenet121/T": 1, "resnet50/T": -1, "densenet121/S": -1, "resnet50/S": 1}}],
-             "primary_metric": "roc_auc", "decision_metrics": ["roc_auc", "accuracy"], "level": 0.95,
-             "adjustment": "bonferroni", "focus_seed": 11,
-             "expectations": [{"of": "architecture_T", "metric": "roc_auc", "statistic": "half_width",
-                               "bound": "at_most", "value": 0.006}]}
-
-
 def test_the_committed_factorial_plan_loads_and_trains_both_missing_cells():
     factorial = plan.load_factorial("factorial-cpu")
     assert factorial.seeds == plan.load_plan("confirmatory-cpu").seeds
@@ -221,7 +202,7 @@ def test_a_bad_factorial_plan_is_refused_naming_the_file_and_key(studies_dir, ch
 def fake_run(arch: str, **config):
     """A Run with a training config (what recipe_sentence reads) and fake predictions."""
     from cxrlib import compare
-    from test_compare import fake_predictions
+    from helpers import fake_predictions
 
     shared = {"weights": None, "image_size": 96, "epochs": 8, "learning_rate": 0.001, "dropout": 0.5}
     return compare.Run(arch, arch, {"config": {**shared, **config}, "seed": 11}, fake_predictions(), 0.5)

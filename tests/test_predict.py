@@ -2,8 +2,6 @@
 size, a quiet console, run errors. The run here has no OOD model nor calibration, as runs trained before them
 (tests/test_ood.py covers runs that have them)."""
 import json
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -12,9 +10,10 @@ import pytest
 from PIL import Image
 
 from cxrlib import models
-from cxrlib.contract import MODEL_FILE, REPO_ROOT, RUN_RECORD_FILE
+from cxrlib.contract import MODEL_FILE, RUN_RECORD_FILE
 from cxrlib.data import load_image
-from cxrlib.predict import COLUMNS, PredictError, collect_images, gradcam_paths, predict
+from cxrlib.predict import COLUMNS, PredictError, collect_images, gradcam_paths, main, predict
+from helpers import run_module
 
 SIZE = 32
 N_IMAGES = 6
@@ -49,12 +48,6 @@ def run(tmp_path_factory):
               "threshold": {"policy": "youden", "value": threshold}}
     (run_dir / RUN_RECORD_FILE).write_text(json.dumps(record))
     return run_dir, model, root / "images", paths
-
-
-def cli(*args):
-    """Run `python -m cxrlib.predict ARGS` from the repository root."""
-    return subprocess.run([sys.executable, "-m", "cxrlib.predict", *map(str, args)], cwd=REPO_ROOT,
-                          capture_output=True, text=True)
 
 
 def write_bad_files(folder):
@@ -92,11 +85,12 @@ def test_given_threshold_replaces_the_runs_and_must_be_a_probability(run):
         predict(run_dir, [folder], threshold=1.5)
 
 
+@pytest.mark.slow
 def test_cli_writes_the_csv_and_one_gradcam_overlay_per_image(run, tmp_path):
     run_dir, _, folder, paths = run
     before = sorted(folder.rglob("*"))
-    result = cli(run_dir, folder, "--out", tmp_path / "out" / "predictions.csv", "--gradcam", tmp_path / "cams",
-                 "--batch-size", 4)
+    result = run_module("cxrlib.predict", run_dir, folder, "--out", tmp_path / "out" / "predictions.csv",
+                        "--gradcam", tmp_path / "cams", "--batch-size", 4)
     assert result.returncode == 0, result.stderr
     frame = pd.read_csv(tmp_path / "out" / "predictions.csv")
     assert list(frame.columns) == [*COLUMNS, "gradcam"] and frame["path"].tolist() == paths
@@ -108,9 +102,10 @@ def test_cli_writes_the_csv_and_one_gradcam_overlay_per_image(run, tmp_path):
     assert not list(tmp_path.rglob("*partial*"))
 
 
+@pytest.mark.slow
 def test_cli_prints_the_csv_without_out_and_no_tensorflow_start_up_lines(run):
     run_dir, _, _, paths = run
-    result = cli(run_dir, paths[0])
+    result = run_module("cxrlib.predict", run_dir, paths[0])
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0] == ",".join(COLUMNS) and paths[0] in result.stdout
     assert result.stderr.splitlines() == [
@@ -120,11 +115,12 @@ def test_cli_prints_the_csv_without_out_and_no_tensorflow_start_up_lines(run):
         "cxrlib.predict: 1 image(s) predicted, 0 input(s) skipped"]
 
 
+@pytest.mark.slow
 def test_cli_reports_each_bad_file_skips_it_and_exits_2(run, tmp_path):
     run_dir, _, _, _ = run
     good = write_images(tmp_path / "mixed", count=2)
     reasons = write_bad_files(tmp_path / "mixed")
-    result = cli(run_dir, tmp_path / "mixed", "--out", tmp_path / "predictions.csv")
+    result = run_module("cxrlib.predict", run_dir, tmp_path / "mixed", "--out", tmp_path / "predictions.csv")
     assert result.returncode == 2
     for name, reason in reasons.items():
         assert f"skipped {tmp_path / 'mixed' / name}: {reason}" in result.stderr
@@ -132,10 +128,12 @@ def test_cli_reports_each_bad_file_skips_it_and_exits_2(run, tmp_path):
     assert pd.read_csv(tmp_path / "predictions.csv")["path"].tolist() == good
 
 
+@pytest.mark.slow
 def test_cli_exits_1_when_no_input_is_readable(run, tmp_path):
     run_dir, _, _, _ = run
     write_bad_files(tmp_path / "bad")
-    result = cli(run_dir, tmp_path / "bad", tmp_path / "absent.jpeg", "--out", tmp_path / "predictions.csv")
+    result = run_module("cxrlib.predict", run_dir, tmp_path / "bad", tmp_path / "absent.jpeg", "--out",
+                        tmp_path / "predictions.csv")
     assert result.returncode == 1
     assert f"skipped {tmp_path / 'absent.jpeg'}: unreadable" in result.stderr
     assert "holds a readable image" in result.stderr and not (tmp_path / "predictions.csv").exists()
@@ -169,7 +167,7 @@ def test_gradcam_names_never_collide_nor_replace_an_input(tmp_path):
     ("no threshold", f"{RUN_RECORD_FILE} holds no threshold value"),
     ("bad record", f"{RUN_RECORD_FILE} is not a run record"),
 ])
-def test_unusable_run_directories_name_the_file_and_the_fix(tmp_path, breakage, message):
+def test_unusable_run_directories_name_the_file_and_the_fix(tmp_path, capsys, breakage, message):
     run_dir = tmp_path / "run"
     if breakage != "no run dir":
         run_dir.mkdir()
@@ -180,8 +178,9 @@ def test_unusable_run_directories_name_the_file_and_the_fix(tmp_path, breakage, 
         (run_dir / RUN_RECORD_FILE).write_text(records[breakage])
     with pytest.raises(PredictError, match=message):
         predict(run_dir, [tmp_path])
-    result = cli(run_dir, tmp_path)
-    assert result.returncode == 1 and message in result.stderr
+    # The command line says it on stderr and exits 1 (its main, in this process: the tests above start it as one)
+    assert main([str(run_dir), str(tmp_path)]) == 1
+    assert message in capsys.readouterr().err
 
 
 def test_a_folder_of_replicates_names_them(tmp_path):

@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_tree
 
 from cxrlib import data, params
 from cxrlib.contract import RECORD_FILES, replicate_dir
@@ -27,18 +26,14 @@ def namespace(tmp_path, data_dir, **overrides) -> dict:
 
 
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory):
-    return write_tree(tmp_path_factory.mktemp("data") / "chest_xray", per_class={"train": 12, "val": 2, "test": 4})
-
-
-@pytest.fixture(scope="module")
-def trained(tree, tmp_path_factory):
+def trained(shared_tree, tmp_path_factory):
     """Seeds 1 and 2 trained once into a fresh folder: (folder, runs)."""
     root = tmp_path_factory.mktemp("replicates")
-    return root, training.train_replicates(training.setup(namespace(root, tree), "resnet50"))
+    return root, training.train_replicates(training.setup(namespace(root, shared_tree), "resnet50"))
 
 
-def test_each_seed_trains_once_and_its_records_are_copied_next_to_the_report(tree, trained):
+@pytest.mark.slow
+def test_each_seed_trains_once_and_its_records_are_copied_next_to_the_report(shared_tree, trained):
     root, runs = trained
     assert [run.seed for run in runs] == [1, 2]
     for seed in (1, 2):
@@ -49,22 +44,23 @@ def test_each_seed_trains_once_and_its_records_are_copied_next_to_the_report(tre
         stress = read_stress_record(copied)  # every test image under every declared shift, recorded by training
         assert len(stress) == len(load_declaration().conditions) * 8 and "stress" in record["timing"]
     first = {path: path.stat().st_mtime_ns for path in (root / "runs").rglob("run.json")}
-    again = training.train_replicates(training.setup(namespace(root, tree), "resnet50"))
+    again = training.train_replicates(training.setup(namespace(root, shared_tree), "resnet50"))
     assert {path: path.stat().st_mtime_ns for path in (root / "runs").rglob("run.json")} == first
     assert [run.info["starts"] for run in again] == [run.info["starts"] for run in runs]  # reused, not retrained
 
 
-def test_a_replicate_with_other_settings_is_refused_not_overwritten(tree, trained):
+@pytest.mark.slow
+def test_a_replicate_with_other_settings_is_refused_not_overwritten(shared_tree, trained):
     root, _ = trained
     record = replicate_dir(root / "runs", "resnet50", 1) / "run.json"
     before = record.read_bytes()
-    changed = training.setup(namespace(root, tree, seeds=[1], split_seed=5), "resnet50")
+    changed = training.setup(namespace(root, shared_tree, seeds=[1], split_seed=5), "resnet50")
     with pytest.raises(ValueError, match="other settings"):
         training.train_replicates(changed)
     assert record.read_bytes() == before
 
 
-def test_the_training_seed_alone_sets_the_initial_weights(tree):
+def test_the_training_seed_alone_sets_the_initial_weights(shared_tree):
     weights = []
     for split_seed in (1, 2):
         config = TrainConfig(arch="resnet50", image_size=32, epochs=1, weights=None, train_base=True, finetune_epochs=0,
@@ -76,8 +72,8 @@ def test_the_training_seed_alone_sets_the_initial_weights(tree):
     assert not all(np.array_equal(a, b) for a, b in zip(weights[0], phases.build(other, False).get_weights()))
 
 
-def test_the_split_seed_alone_sets_the_split(tree):
-    index = data.scan_dataset(tree)
+def test_the_split_seed_alone_sets_the_split(shared_tree):
+    index = data.scan_dataset(shared_tree)
     settings = {"val_fraction": 0.25, "subsample_per_class": None}
     splits = {seed: data.split_fingerprint(data.replicate_frame(index.images, settings, split))
               for seed, split in params.replicate_seeds({"seeds": [1, 2], "split_seed": 3})}

@@ -1,38 +1,23 @@
 """The report layer: number formats, the computed discussion, split and training seeds kept apart."""
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from cxrlib import compare, params, study
+from cxrlib import params, study
 from cxrlib.contract import HEADLINE_METRICS, REPO_ROOT
 from cxrlib.report import discussion
 from cxrlib.report.format import (epoch_number, headline_table, markdown_table, mean_sd_range, model_title, number,
                                   p_value, readable, with_interval)
 from cxrlib.report.training import shown_parameters
+from helpers import missed_run
 
 MISSED = {"resnet50": {1: 0, 2: 1, 3: 2}, "densenet121": {1: 1, 2: 1, 3: 3}}
 
 
-def fake_run(arch: str, seed: int, missed: int, split_seed: int | None = None) -> compare.Run:
-    """A run whose test accuracy at 0.5 is (10 - missed) / 10: 5 NORMAL and 5 PNEUMONIA test images."""
-    positives = [0.01 * (k + 1) for k in range(missed)] + [0.95, 0.9, 0.8, 0.7, 0.6][missed:]
-    rows = [("val", 0, f"v{i}", p) for i, p in enumerate(np.linspace(0.05, 0.6, 8))]
-    rows += [("val", 1, f"w{i}", p) for i, p in enumerate(np.linspace(0.4, 0.98, 8))]
-    rows += [("test", 0, f"n{i}", p) for i, p in enumerate([0.1, 0.2, 0.3, 0.4, 0.45])]
-    rows += [("test", 1, f"p{i}", p) for i, p in enumerate(positives)]
-    predictions = pd.DataFrame([{"path": f"/data/{subset}/{'PNEUMONIA' if target else 'NORMAL'}/{name}.jpeg",
-                                 "subset": subset, "label": "PNEUMONIA" if target else "NORMAL", "target": target,
-                                 "patient_id": name, "prob": prob} for subset, target, name, prob in rows])
-    config = {"weights": None, "image_size": 96, "split_seed": seed if split_seed is None else split_seed}
-    return compare.Run(name=arch, arch=arch, info={"seed": seed, "config": config}, predictions=predictions,
-                       threshold=0.5, threshold_info={"policy": "fixed", "value": 0.5})
-
-
 @pytest.fixture
 def runs():
-    return [fake_run(arch, seed, missed) for arch, by_seed in MISSED.items() for seed, missed in by_seed.items()]
+    return [missed_run(arch, seed, missed) for arch, by_seed in MISSED.items() for seed, missed in by_seed.items()]
 
 
 @pytest.fixture
@@ -151,7 +136,7 @@ def test_discussion_names_each_models_resolution_when_the_recipes_differ(runs, t
 
 
 def test_one_seed_discussion_says_there_is_no_interval_across_seeds():
-    one = [fake_run("resnet50", 1, 0), fake_run("densenet121", 1, 2)]
+    one = [missed_run("resnet50", 1, 0), missed_run("densenet121", 1, 2)]
     tables = study.seed_study(one, primary="fixed", reference="resnet50")
     text = discussion.discussion(one, tables, "fixed", "resnet50")
     assert "one seed: no interval across seeds" in text and "nan" not in text.lower()
@@ -160,7 +145,7 @@ def test_one_seed_discussion_says_there_is_no_interval_across_seeds():
 
 def test_randomised_sources_says_whether_the_split_varied(runs):
     assert "each drew its own validation patients" in discussion.randomised_sources(runs)
-    fixed_split = [fake_run("resnet50", seed, 0, split_seed=7) for seed in (1, 2)]
+    fixed_split = [missed_run("resnet50", seed, 0, split_seed=7) for seed in (1, 2)]
     assert "share one patient split (split seed 7)" in discussion.randomised_sources(fixed_split)
 
 
@@ -235,7 +220,7 @@ def test_a_setting_reads_as_words_not_yaml(name, value, shown):
 
 def test_the_index_parameters_read_as_words_with_the_profile_file_for_exact_values(tmp_path):
     from cxrlib.runner import index
-    from test_runner import fabricated_record
+    from helpers import fabricated_record
 
     page = index.write_index(tmp_path, fabricated_record(), "A description.").read_text()
     parameters = page[page.index("Profile parameters of the last run"):]

@@ -4,7 +4,6 @@ of them. A one-figure notebook rendered directly checks the scripts and the figu
 import base64
 import io
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from PIL import Image
 from cxrlib import plots
 from cxrlib.contract import REPO_ROOT
 from cxrlib.runner import render
+from helpers import CHROMIUM
 
 NOTEBOOK_REPORTS = ["01_data_exploration", "02_train_resnet50", "03_train_densenet121", "04_compare_models"]
 MAX_PAGE_BYTES = 2_500_000  # 04 shows the failure gallery, every replicate's curves and calibration (confirmatory: 2.2 MB)
@@ -25,10 +25,6 @@ EMBEDDED = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=\s]+")
 LINK = re.compile(r'(?:href|src)="([^"]+)"')
 FIGURE = re.compile(r'<img [^>]*src="data:image/(png|jpeg);base64,([^"]+)"[^>]*>')
 CDN_SCRIPT = re.compile(r"<script[^>]*(?:mathjax|mermaid)|cdnjs|unpkg|jsdelivr", re.IGNORECASE)
-CHROMIUM = next((path for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-                 if (path := shutil.which(name))), None)
-
-
 def pages(reports: Path) -> list[Path]:
     """Every HTML page of the report tree (executed notebooks are not pages)."""
     return sorted(path for path in reports.rglob("*.html") if "executed" not in path.parts)

@@ -9,7 +9,7 @@ import pytest
 from cxrlib.compare import rerun
 from cxrlib.contract import REPO_ROOT
 from cxrlib.data.index import relpath_from_path
-from test_compare import write_run
+from helpers import write_run
 
 COMMITTED_STUDY = REPO_ROOT / rerun.COMMITTED_RECORDS
 RUNS = ("resnet50/seed-1", "densenet121/seed-1")

@@ -18,6 +18,7 @@ from PIL import Image
 
 from cxrlib.contract import REPO_ROOT, repo_relative
 from cxrlib import runtime
+from helpers import fabricated_record, local_links
 from cxrlib.report.format import column_label, display_table
 from cxrlib.runner import KERNEL_NAME, RunError, console, index, machine, notebooks, pages, profiles, render, run
 from cxrlib.runner.machine import Machine
@@ -392,31 +393,12 @@ def test_shown_path_is_repo_relative_or_named_by_what_it_is(tmp_path):
     assert pages.shown_path(tmp_path / "mine.yaml") == "mine.yaml"
 
 
-def fabricated_record(**changes) -> dict:
-    notebooks_run = {"01_data_exploration": {"title": "1 · The data", "kind": "explore", "seconds": 19.7,
-                                             "finished": "2026-11-26T02:21:47"},
-                     "02_train_resnet50": {"title": "Training ResNet-50", "kind": "train", "seconds": 2506.5,
-                                           "finished": "2026-11-26T03:03:34"},
-                     "04_compare_models": {"title": "4 · Comparing the models", "kind": "compare", "seconds": 32.3,
-                                           "finished": "2026-11-26T03:37:08"}}
-    return {"profile": "cpu", "profile_file": "profiles/cpu.yaml", "parameters": {"data_dir": None, "seeds": [1, 2],
-            "augment": True, "learning_rate": 0.001}, "overrides": {"sampling_seed": 43}, "retrain": False,
-            "ran": list(notebooks_run), "notebooks": notebooks_run, "started": "2026-11-26T02:21:27",
-            "wall_seconds": 4540.8, "peak_memory_mb": 2930, "code_version": {"commit": "38ecd93", "modified": True},
-            "machine": "2-core CPU, no GPU", "reports_dir": "reports/cpu", "runs_dir": "runs/cpu", "note": "", **changes}
-
-
 def seed_study_comparison() -> pd.DataFrame:
     frame = pd.DataFrame({"model": ["resnet50", "densenet121", "ensemble"], "seeds": [2, 2, 2]})
     for metric in ("roc_auc", "accuracy", "sensitivity", "specificity", "threshold"):
         frame[f"{metric}_mean"], frame[f"{metric}_sd"] = [0.91, 0.92, 0.93], [0.01, 0.02, np.nan]
         frame[f"{metric}_min"], frame[f"{metric}_max"] = [0.9, 0.9, 0.93], [0.92, 0.94, 0.93]
     return frame
-
-
-def local_links(page: str) -> list[str]:
-    return [link for link in re.findall(r'(?:href|src)="([^"]+)"', page)
-            if not link.startswith(("http:", "https:", "data:", "#", "mailto:"))]
 
 
 def test_index_shows_readable_tables_the_roc_figure_and_resolvable_links(tmp_path):
@@ -661,6 +643,7 @@ def test_retrain_moves_the_runs_aside_and_restores_them_when_the_run_fails(toy, 
     assert sorted(os.listdir(runs)) == ["toy", "toy-failed"]
 
 
+@pytest.mark.slow  # run_all.sh itself (environment check, then the runner); the message is also checked in-process
 def test_wrong_parameter_type_exits_non_zero_with_a_clear_message(tmp_path):
     bad = write_profile(tmp_path / "bad.yaml", epochs="three")
     result = subprocess.run([str(REPO_ROOT / "run_all.sh"), "--profile", str(bad), "--reports-dir",
@@ -700,7 +683,10 @@ def test_command_line_reports_a_bad_profile_and_exits_1(tmp_path, capsys, root_l
 
     bad = write_profile(tmp_path / "bad.yaml", epochs="three")
     assert cli.main(["--profile", str(bad), "--reports-dir", str(tmp_path / "r"), "--runs-dir", str(tmp_path / "x")]) == 1
-    assert "error: invalid notebook parameters" in capsys.readouterr().out and not (tmp_path / "r").exists()
+    said = capsys.readouterr().out
+    assert "error: invalid notebook parameters" in said
+    assert "parameter 'epochs' = 'three' has type str: expected an integer" in said and repo_relative(bad) in said
+    assert not (tmp_path / "r").exists() and not (tmp_path / "x").exists()
 
 
 def test_an_earlier_studys_index_names_the_studies_planned_from_it(tmp_path):

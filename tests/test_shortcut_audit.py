@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import write_tree
+from helpers import write_tree
 from cxrlib import data, plots
 from cxrlib.compare.within_group import within_group_intervals, within_group_metrics
 from cxrlib.contract import CLASS_NAMES

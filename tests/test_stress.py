@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_tree
+from helpers import write_tree
 
 from cxrlib import data, models
 from cxrlib.contract import (BORDER_FILE, MODEL_FILE, REPO_ROOT, OOD_FILE, PREDICTIONS_FILE, RUN_RECORD_FILE, STRESS_COLUMNS,

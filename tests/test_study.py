@@ -7,34 +7,19 @@ from scipy.stats import wilcoxon
 
 from cxrlib import compare, study
 from cxrlib.contract import THRESHOLD_POLICIES, model_of
+from helpers import missed_run
 
 # Test rows: 5 NORMAL and 5 PNEUMONIA. A run with m "missed" positives scores them below every negative, so at
 # the fixed threshold 0.5 its accuracy is (10 - m) / 10 and its ROC-AUC is 1 - m / 5.
-NEGATIVES = [0.10, 0.20, 0.30, 0.40, 0.45]
-POSITIVES = [0.95, 0.90, 0.80, 0.70, 0.60]
 MISSED = {"resnet50": {1: 0, 2: 1, 3: 2}, "densenet121": {1: 1, 2: 1, 3: 3}}
 T_975_2DF = 4.302652729911275  # the 97.5th percentile of Student's t with 2 degrees of freedom (tables)
 
 
-def fake_run(arch: str, seed: int, missed: int) -> compare.Run:
-    """A run of ``arch`` for ``seed``: overlapping validation rows that shift with the seed, test rows missing
-    ``missed`` positives."""
-    positives = [0.01 * (k + 1) for k in range(missed)] + POSITIVES[missed:]
-    val_probs = np.r_[np.linspace(0.05, 0.6, 8), np.linspace(0.4, 0.98, 8) - 0.01 * seed]
-    rows = [("val", 0, f"v{i}", p) for i, p in enumerate(val_probs[:8])]
-    rows += [("val", 1, f"v{8 + i}", p) for i, p in enumerate(val_probs[8:])]
-    rows += [("test", 0, f"n{i}", p) for i, p in enumerate(NEGATIVES)]
-    rows += [("test", 1, f"p{i}", p) for i, p in enumerate(positives)]
-    predictions = pd.DataFrame([{"path": f"/data/{subset}/{'PNEUMONIA' if target else 'NORMAL'}/{name}.jpeg",
-                                 "subset": subset, "label": "PNEUMONIA" if target else "NORMAL", "target": target,
-                                 "patient_id": name, "prob": prob} for subset, target, name, prob in rows])
-    return compare.Run(name=f"{arch}-seed{seed}", arch=arch, info={"seed": seed}, predictions=predictions,
-                       threshold=0.5, threshold_info={"policy": "fixed", "value": 0.5})
-
-
 @pytest.fixture
 def runs():
-    return [fake_run(arch, seed, missed) for arch, by_seed in MISSED.items() for seed, missed in by_seed.items()]
+    """Each model and seed: validation positives 0.01 lower for each seed (helpers.missed_run)."""
+    return [missed_run(arch, seed, missed, val_shift=0.01 * seed, name=f"{arch}-seed{seed}")
+            for arch, by_seed in MISSED.items() for seed, missed in by_seed.items()]
 
 
 def test_seed_metrics_chooses_every_policy_on_each_runs_validation_rows(runs):

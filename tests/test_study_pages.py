@@ -9,8 +9,7 @@ import pytest
 from cxrlib.contract import REPO_ROOT, SEED_PAIRS_FIGURE, STUDY_FILE
 from cxrlib.report import comparison
 from cxrlib.runner import index
-from test_reports import CHROMIUM
-from test_runner import fabricated_record, local_links
+from helpers import CHROMIUM, fabricated_record, local_links
 
 pytestmark = pytest.mark.realdata
 

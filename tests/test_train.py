@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_tree
+from helpers import write_tree
 
 from cxrlib import data, evaluate, fastops, models
 from cxrlib.contract import (LAST_WEIGHTS_FILE, MODEL_FILE, OOD_FILE, PREDICTION_COLUMNS, REPO_ROOT, STATE_FILE,
@@ -354,7 +354,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     sys.path.insert(0, sys.argv[1])
-    from conftest import write_tree
+    from helpers import write_tree
     from cxrlib import data
     from cxrlib.train import TrainConfig, train
     root = write_tree(Path(sys.argv[2]) / "chest_xray", per_class={"train": 12, "val": 2, "test": 4})
