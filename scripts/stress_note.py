@@ -1,9 +1,10 @@
 """Write the stress-test note (docs/STRESS.md) from runs' records folders:
 
-    python scripts/stress_note.py RECORDS_DIR... [--command "CMD"]... [--out docs/STRESS.md]
+    python scripts/stress_note.py RECORDS_DIR... [--command "CMD"]... [--acquisition FILE] [--out docs/STRESS.md]
 
 Each RECORDS_DIR holds a run's run.json, predictions.csv and stress.csv (``python -m cxrlib.stress RUN_DIR``), and
 optionally border.csv (``--border-check``); each --command is shown in the note as one of the commands that made them.
+--acquisition adds the acquisition check's section from its record (``python -m cxrlib.stress.acquisition_check``).
 """
 from __future__ import annotations
 
@@ -23,10 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("records_dirs", nargs="+", type=Path, metavar="RECORDS_DIR")
     parser.add_argument("--command", action="append", default=[], help="a command that made the records (repeat)")
+    parser.add_argument("--acquisition", type=Path, metavar="FILE", help="the acquisition check's record, e.g. "
+                                                                         "reports/stress-cpu/acquisition.csv")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "docs" / "STRESS.md")
     args = parser.parse_args(argv)
     try:
-        note = markdown_note(args.records_dirs, args.command)
+        note = markdown_note(args.records_dirs, args.command, args.acquisition)
     except ValueError as error:
         print(f"stress_note: error: {error}", file=sys.stderr)
         return 1

@@ -14,6 +14,7 @@ from IPython.display import Markdown, display
 from cxrlib.contract import (ARCHS, BORDER_FILE, REPO_ROOT, RUN_RECORD_FILE, STRESS_FILE, STRESS_SHIFTS_FILE,
                              repo_relative)
 from cxrlib.report.format import DASH, is_missing, minus, model_title, number, percent
+from cxrlib.stress.acquisition import STATISTICS, read_acquisition_record
 from cxrlib.stress.shifts import REFERENCE
 from cxrlib.stress.summary import BORDER_VERSIONS, METRICS, border_summary, run_stress_metrics, summarise_runs
 
@@ -205,9 +206,10 @@ def border_sentence(summary: pd.DataFrame) -> str:
             f"(cropped: {number(everything['roc_auc_cropped'])}).")
 
 
-def markdown_note(record_dirs: Sequence[Path], commands: Sequence[str]) -> str:
+def markdown_note(record_dirs: Sequence[Path], commands: Sequence[str], acquisition: Path | None = None) -> str:
     """docs/STRESS.md from runs' records folders: the commands that made them, each architecture's stress table with
-    what the OOD flag catches and misses, and each run's validation-only border check."""
+    what the OOD flag catches and misses, each run's validation-only border check and, given an ``acquisition``
+    record, the acquisition check's section."""
     summary = stress_summary(record_dirs)
     if summary is None:
         raise ValueError(f"none of {[str(path) for path in record_dirs]} holds a {STRESS_FILE}; "
@@ -232,4 +234,116 @@ def markdown_note(record_dirs: Sequence[Path], commands: Sequence[str]) -> str:
                   "without black there are unchanged by either, so every change comes from images with a black "
                   "border.", "",
                   *borders]
+    if acquisition is not None:
+        lines += [acquisition_note(acquisition, summary, commands)]
     return "\n".join(lines)
+
+
+ACQUISITION_TITLE = "## What would catch these shifts? (training and validation images only)"
+ACQUISITION_PROGRAM = "cxrlib.stress.acquisition_check"  # the command that writes the record
+ACQUISITION_MOVED = 1.0  # a statistic "moved" under a shift when its median moved at least this many reference SDs
+ACQUISITION_TITLES = {"flagged": "validation images flagged", "flagged_normal": "NORMAL flagged",
+                      "flagged_pneumonia": "PNEUMONIA flagged"}
+ADOPTING = ("Adopting it would take: fitting the reference when a run trains (its training images at its image "
+            "size, beside ood.npz) and checking its rate on validation as the OOD flag's is; a predict field and "
+            "words for what a flag means (the image was taken unlike the training images, not that the model is "
+            "wrong; it could also flag another clinic's harmless acquisition); and its false-flag share on outside X-rays measured before it is turned on. "
+            "It is not wired into `cxrlib.predict`: this measurement informs that decision.")
+
+
+def acquisition_shifted(record: pd.DataFrame) -> pd.DataFrame:
+    """The validation rows of an acquisition record under a shift (not the unshifted one), in record order."""
+    return record[(record["subset"] == "val") & (record["shift"] != REFERENCE)]
+
+
+def acquisition_conclusion(record: pd.DataFrame) -> str:
+    """One plain sentence from an acquisition record: its unshifted false-flag share against the declared rate, the
+    shifts whose validation images it flags at least CAUGHT_SHARE of, and those it flags fewer of."""
+    unshifted = record[(record["subset"] == "val") & (record["shift"] == REFERENCE)].iloc[0]
+    shifted = acquisition_shifted(record)
+    named = [(f"{condition_name(shift, strength)} ({percent(flagged)})", flagged >= CAUGHT_SHARE)
+             for shift, strength, flagged in shifted[["shift", "strength", "flagged"]].to_numpy()]
+    caught, missed = [name for name, hit in named if hit], [name for name, hit in named if not hit]
+    caught_text = (f"flags at least {CAUGHT_SHARE:.0%} of the validation images under {', '.join(caught)}" if caught
+                   else f"flags fewer than {CAUGHT_SHARE:.0%} of the validation images under every shift")
+    missed_text = f" and fewer than {CAUGHT_SHARE:.0%} under {', '.join(missed)}" if missed and caught else ""
+    return (f"The acquisition check flagged {percent(unshifted['flagged'])} of the unshifted validation images "
+            f"(declared: {percent(unshifted['rate'])}); it {caught_text}{missed_text}.")
+
+
+def acquisition_normal_sentence(record: pd.DataFrame) -> str:
+    """The shifts under which the acquisition check flags at least CAUGHT_SHARE of the NORMAL validation images, the
+    class whose decisions the shifts flip."""
+    shifted = acquisition_shifted(record)
+    caught = [f"{condition_name(shift, strength)} ({percent(flagged)})" for shift, strength, flagged in
+              shifted[["shift", "strength", "flagged_normal"]].to_numpy() if flagged >= CAUGHT_SHARE]
+    return (f"Of the NORMAL validation images, whose decisions the shifts flip to PNEUMONIA, it flags at least "
+            f"{CAUGHT_SHARE:.0%} under {', '.join(caught) or 'no shift'}.")
+
+
+def moved_statistics(row: pd.Series) -> str:
+    """The statistics whose median moved at least ACQUISITION_MOVED reference SDs under one condition, largest
+    first, signed; a dash when none did."""
+    moved = sorted(((name, row[f"z_{name}"]) for name in STATISTICS if abs(row[f"z_{name}"]) >= ACQUISITION_MOVED),
+                   key=lambda item: -abs(item[1]))
+    return ", ".join(minus(f"{name} {value:+.1f}") for name, value in moved) or DASH
+
+
+def acquisition_table(record: pd.DataFrame) -> pd.DataFrame:
+    """The validation rows of an acquisition record for reading: shares in percent, the statistics each moved."""
+    rows = record[record["subset"] == "val"]
+    table = pd.DataFrame({"shift": rows["shift"], "strength": [DASH if shift == REFERENCE else f"{strength:g}"
+                                                               for shift, strength in rows[["shift", "strength"]].to_numpy()]})
+    for column, title in ACQUISITION_TITLES.items():
+        table[title] = rows[column].map(percent)
+    table["median statistics moved (reference SDs)"] = [moved_statistics(row) for _, row in rows.iterrows()]
+    return table
+
+
+def ood_comparison(summary: pd.DataFrame | None, record: pd.DataFrame) -> str:
+    """In words, the model-feature OOD flag on test (any architecture) beside the acquisition check on validation:
+    the shifts that flip decisions unflagged on test, which of them the acquisition check flags; empty without a
+    stress summary."""
+    if summary is None:
+        return ""
+    unflagged = summary[(summary["metric"] == "flipped_unflagged") & (summary["shift"] != REFERENCE)
+                        & (summary["mean"] >= UNFLAGGED_FLIP_SHARE)]
+    conditions = list(dict.fromkeys(map(tuple, unflagged[["shift", "strength"]].to_numpy())))
+    shares = {(shift, strength): flagged for shift, strength, flagged in
+              acquisition_shifted(record)[["shift", "strength", "flagged"]].to_numpy()}
+    measured = [(condition_name(*condition), shares[condition]) for condition in conditions if condition in shares]
+    caught = [f"{name} ({percent(share)})" for name, share in measured if share >= CAUGHT_SHARE]
+    missed = [f"{name} ({percent(share)})" for name, share in measured if share < CAUGHT_SHARE]
+    return (f"Beside the model-feature OOD flag, in words only (it was measured on the test images, this check on the "
+            f"validation images: different images): of the {len(measured)} shifts that flipped at least "
+            f"{UNFLAGGED_FLIP_SHARE:.0%} of a model's test decisions without an OOD flag, the acquisition check flags "
+            f"at least {CAUGHT_SHARE:.0%} of the validation images under {', '.join(caught) or 'none'}"
+            f"{'; it misses ' + ', '.join(missed) if missed else ''}.")
+
+
+def acquisition_note(path: Path, summary: pd.DataFrame | None = None, commands: Sequence[str] = ()) -> str:
+    """docs/STRESS.md's acquisition-check section from its record (``acquisition.csv``): what it measures, the
+    command among ``commands`` that wrote it, the per-shift table, the conclusion and, with the stress ``summary``,
+    the comparison with the OOD flag in words."""
+    record = read_acquisition_record(path)
+    command = next((line.strip() for line in commands if ACQUISITION_PROGRAM in line), None)
+    made = (f"Made by `{command}` (in the block above)" if command else "Made") + f"; CPU: {record['cpu'].iloc[0]}."
+    training = record[record["subset"] == "train"].iloc[0]
+    unshifted = record[(record["subset"] == "val") & (record["shift"] == REFERENCE)].iloc[0]
+    statistics = "; ".join(f"`{name}`, {meaning}" for name, meaning in STATISTICS.items())
+    return "\n".join([
+        ACQUISITION_TITLE, "",
+        f"A model-independent acquisition check (`cxrlib.stress.acquisition`), measured in `{repo_relative(path)}`. "
+        f"Per image, decoded as training decodes it at {int(training['image_size'])} px, ten statistics: "
+        f"{statistics}. Reference: the {int(training['reference_images'])} training images of the patient split with "
+        f"seed {int(training['split_seed'])}; each statistic standardised with their mean and SD, an image's "
+        "score is its Mahalanobis distance to their mean (Ledoit-Wolf shrunk covariance), flagged above the "
+        f"training images' {1 - training['rate']:.0%} quantile (declared false-flag rate {percent(training['rate'])}, "
+        "as the OOD flag's; declared in the code before any shifted image was measured). Measured on the "
+        f"{int(unshifted['images'])} validation images of that split, unshifted and under every shift of "
+        f"`{repo_relative(STRESS_SHIFTS_FILE)}` (noise seeded per image as in the stress test). No test image was "
+        f"read. {made}", "",
+        acquisition_table(record).to_markdown(index=False, disable_numparse=True), "",
+        f"**{acquisition_conclusion(record)}** {acquisition_normal_sentence(record)} "
+        f"{ood_comparison(summary, record)}".rstrip(), "",
+        ADOPTING, ""])

@@ -20,27 +20,12 @@ from cxrlib import models
 from cxrlib.contract import BORDER_FILE
 from cxrlib.data.index import relpath_from_path
 from cxrlib.data.pipeline import make_dataset
-from cxrlib.data.summary import BLACK_BORDER
 from cxrlib.files import write_atomic
 
+from .frame import BLACK_LEVEL, FRAME_LINE_SHARE, black_pixels, edge_run, frame_boxes, outer_band  # noqa: F401
 from .record import FLOAT_FORMAT, check_reference, model_file, run_rows
 
-BLACK_LEVEL = 8  # grey level (0..255) at or below which a resized pixel counts as black
-FRAME_LINE_SHARE = 0.9  # an edge row or column belongs to the frame when at least this share of it is black
 BORDER_COLUMNS = ("path", "target", "black_in_band", "framed", "prob", "prob_masked", "prob_cropped")
-
-
-def outer_band(size: int, border: float = BLACK_BORDER) -> np.ndarray:
-    """[size, size] True within ``border`` of each side."""
-    width = max(1, round(border * size))
-    inner = np.zeros((size, size), bool)
-    inner[width:size - width, width:size - width] = True
-    return ~inner
-
-
-def black_pixels(images: np.ndarray) -> np.ndarray:
-    """[B, S, S] True where a grey image's pixel is black."""
-    return images[..., 0] <= BLACK_LEVEL
 
 
 def mask_band(images: np.ndarray) -> np.ndarray:
@@ -48,25 +33,6 @@ def mask_band(images: np.ndarray) -> np.ndarray:
     band = outer_band(images.shape[1])
     fill = np.median(images[:, ~band, 0], axis=1)[:, None, None, None]
     return np.where((black_pixels(images) & band)[..., None], fill, images).astype(np.float32)
-
-
-def edge_run(lines: np.ndarray) -> np.ndarray:
-    """[B] how many leading True values each row of ``lines`` [B, S] has."""
-    return np.cumprod(lines, axis=1).sum(axis=1)
-
-
-def frame_boxes(images: np.ndarray) -> np.ndarray:
-    """[B, 4] boxes (top, left, bottom, right, 0..1) inside each image's frame of black edge rows and columns; the
-    whole image when the frame would leave less than half of either side."""
-    black = black_pixels(images)
-    rows, columns = black.mean(axis=2) >= FRAME_LINE_SHARE, black.mean(axis=1) >= FRAME_LINE_SHARE
-    top, bottom = edge_run(rows), edge_run(rows[:, ::-1])
-    left, right = edge_run(columns), edge_run(columns[:, ::-1])
-    last = images.shape[1] - 1
-    boxes = np.stack([top, left, last - bottom, last - right], axis=1) / last
-    too_much = (top + bottom > images.shape[1] / 2) | (left + right > images.shape[2] / 2)
-    boxes[too_much] = [0.0, 0.0, 1.0, 1.0]
-    return boxes.astype(np.float32)
 
 
 def crop_frame(images: np.ndarray) -> np.ndarray:
