@@ -87,6 +87,7 @@ PREDICTIONS_FILE = "predictions.csv"
 # The out-of-distribution detector of the best model (cxrlib.ood): fitted on train, its flag threshold on val.
 OOD_FILE = "ood.npz"
 GRADCAM_FILE = "gradcam.csv"  # optional record: each test image's coarse Grad-CAM (cxrlib.explain.record)
+GRADCAM_SANITY_FILE = "gradcam_sanity.csv"  # optional record: its maps against a random model's (explain.sanity)
 # Each test image's score and OOD flag under every declared acquisition shift (cxrlib.stress), written after training.
 STRESS_FILE = "stress.csv"
 STRESS_COLUMNS = ("shift", "strength", "path", "prob", "ood_score", "ood_flag")

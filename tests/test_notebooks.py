@@ -184,34 +184,42 @@ def test_smoke_run_injected_the_profile(smoke_run):
 
 @pytest.mark.slow
 def test_04_shows_grad_cam_from_the_runs_records_once_the_model_files_are_gone(smoke_result, tmp_path, monkeypatch):
-    """python -m cxrlib.explain writes gradcam.csv from a run's model; 04 without model files draws the same maps."""
+    """04 computes the heatmaps from the model files while no record exists; python -m cxrlib.explain writes
+    gradcam.csv and gradcam_sanity.csv from a run's model; 04 without model files draws the same maps from them."""
     import shutil
 
     from cxrlib.contract import configured_data_dir
     from cxrlib.explain.__main__ import main
-    from cxrlib.report import comparison
+    from cxrlib.report import comparison, heatmaps
     from cxrlib.runner.profiles import load_profile, profile_path
 
     data_dir = configured_data_dir()
     data_dir = data_dir if (data_dir / "train").is_dir() else smoke_result.tmp / "chest_xray"
     shutil.copytree(smoke_result.reports / "runs", tmp_path / "runs")
     focus = min(read_profile("smoke")["seeds"])
+    shown, drawn = [], []
+    monkeypatch.setattr(comparison, "display", shown.append)
+    monkeypatch.setattr(heatmaps, "display", shown.append)
+    monkeypatch.setattr(comparison.plots, "plot_gradcam", lambda maps, *args, **kwargs: drawn.append(maps))
+    namespace = {name: value for name, value in load_profile(profile_path("smoke")).items()
+                 if name in NOTEBOOK_PARAMETERS["compare"]}
+
+    def section(runs_dir):
+        setup = comparison.setup({**namespace, "profile": "smoke", "data_dir": str(data_dir),
+                                  "report_dir": str(tmp_path), "runs_dir": str(runs_dir)})
+        comparison.gradcam_section(setup, comparison.disagreements_section(setup))
+
+    section(smoke_result.runs)  # no record yet: computed from the model files
     for arch in ("resnet50", "densenet121"):
         records, model_file = (replicate_dir(tmp_path / "runs", arch, focus),
                                replicate_dir(smoke_result.runs, arch, focus) / "model.keras")
         assert main([str(records), str(model_file), "--data-dir", str(data_dir)]) == 0
-    shown, drawn = [], []
-    monkeypatch.setattr(comparison, "display", shown.append)
-    monkeypatch.setattr(comparison.plots, "plot_gradcam", lambda maps, *args: drawn.append(maps))
-    namespace = {name: value for name, value in load_profile(profile_path("smoke")).items()
-                 if name in NOTEBOOK_PARAMETERS["compare"]}
-    for runs_dir in (smoke_result.runs, tmp_path / "no-models"):
-        setup = comparison.setup({**namespace, "profile": "smoke", "data_dir": str(data_dir),
-                                  "report_dir": str(tmp_path), "runs_dir": str(runs_dir)})
-        comparison.gradcam_section(setup, comparison.disagreements_section(setup))
+    section(tmp_path / "no-models")
     live, recorded = drawn
     assert list(live) == list(recorded) == ["ResNet-50", "DenseNet-121"]
     for title in live:
         assert abs(live[title].heatmaps - recorded[title].heatmaps).max() < 1e-3
         assert abs(live[title].probs - recorded[title].probs).max() < 1e-3
-    assert any("From the runs' Grad-CAM records" in getattr(item, "data", "") for item in shown)
+        assert live[title].method == recorded[title].method and live[title].method.startswith("HiResCAM at conv4")
+    texts = [getattr(item, "data", "") for item in shown]
+    assert any("computed now from" in text for text in texts) and any("gradcam.csv`" in text for text in texts)

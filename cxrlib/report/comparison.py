@@ -14,13 +14,13 @@ from pathlib import Path
 import pandas as pd
 from IPython.display import Markdown, display
 
-from cxrlib import compare, data, explain, models, plan, plots, runtime, study
+from cxrlib import compare, data, explain, plan, plots, runtime, study
 from cxrlib.contract import (ARCHS, COMPARISON_FILE, COMPARISON_MARKDOWN, ENSEMBLE, GRADCAM_FILE, HEADLINE_METRICS,
                              MODEL_FILE, PROFILES_DIR, RECORDS_DIR, REPO_ROOT, ROC_FIGURE, SEED_PAIRS_FIGURE,
                              SEEDS_FILE, STUDY_FILE, model_of, replicate_dir, repo_relative)
 from cxrlib.files import write_atomic
 from cxrlib.params import notebook_parameters, policy_kwargs, read_profile
-from cxrlib.report import discussion
+from cxrlib.report import discussion, heatmaps
 from cxrlib.report import factorial as factorial_report
 from cxrlib.report.format import (NAMES, POLICY_NAMES, headline_table, is_missing, markdown_table,
                                   column_label, mean_sd_range, model_title, number, parameters_text, readable,
@@ -457,32 +457,61 @@ def disagreement_count(disagree: pd.DataFrame, runs: list[compare.Run], n_test: 
             "*Failures you can see*.")
 
 
+def gradcam_cases(setup: ComparisonSetup, disagree: pd.DataFrame) -> pd.DataFrame:
+    """The focus seed's example images: some the first two models disagree on, then a random sample of the test."""
+    first = next(run for run in setup.focus_runs() if run.arch in ARCHS)
+    n_examples, seed = setup.params["n_examples"], setup.params["sampling_seed"]
+    return pd.concat([disagree[["path", "label"]].sample(min(len(disagree), n_examples), random_state=seed),
+                      first.test[["path", "label"]].sample(n_examples, random_state=seed)]).drop_duplicates("path")
+
+
+def regenerate_text(setup: ComparisonSetup, runs: list[compare.Run]) -> str:
+    """The commands that retrain the focus replicate and write its current-method heatmap records."""
+    profile, seed = setup.params["profile"], setup.focus_seed
+    runs_dir = repo_relative(Path(setup.params["runs_dir"]))
+    explains = "; ".join(
+        f"`{heatmaps.regenerate_command(run.run_dir, replicate_dir(runs_dir, run.arch, seed) / MODEL_FILE)}`"
+        for run in runs)
+    return (f"To replace them, retrain replicate {seed} (`./run_all.sh --profile {profile} --only 02 --only 03 --set "
+            f"\"seeds=[{seed}]\"`), check that it reproduces the committed records (`.venv/bin/python -m "
+            f"cxrlib.compare.rerun {runs_dir}`: `python -m cxrlib.explain` refuses a model that does not), then write "
+            f"the records: {explains}.")
+
+
 def gradcam_section(setup: ComparisonSetup, disagree: pd.DataFrame) -> None:
-    """Grad-CAM of the focus seed's models side by side, disagreements first: from their model files, else from
-    their Grad-CAM records (gradcam.csv, written while the model files existed)."""
+    """Heatmaps of the focus seed's models side by side, disagreements first, from each run's heatmap record (else
+    its model file, else an old-method record, labelled so): method and resolution, the examples, the sanity check
+    and the share of mass outside the chest box over every test image."""
     trained = [run for run in setup.focus_runs() if run.arch in ARCHS]
     files = {run.name: replicate_dir(setup.params["runs_dir"], run.arch, run.seed) / MODEL_FILE for run in trained}
-    n_examples, seed = setup.params["n_examples"], setup.params["sampling_seed"]
-    cases = pd.concat([disagree[["path", "label"]].sample(min(len(disagree), n_examples), random_state=seed),
-                       trained[0].test[["path", "label"]].sample(n_examples, random_state=seed)]).drop_duplicates("path")
-    missing = [repo_relative(path) for path in files.values() if not path.is_file()]
-    records = {run.name: explain.read_gradcam_record(run.run_dir) for run in trained} if missing else {}
-    if not missing:
-        maps = explain.gradcam_maps({model_title(r.name): models.load_model(files[r.name]) for r in trained},
-                                    list(cases["path"]))
-    elif all(record is not None for record in records.values()):
-        relpaths = [Path(path).relative_to(setup.index.root).as_posix() for path in cases["path"]]
-        maps = {model_title(r.name): explain.maps_from_record(records[r.name], relpaths, setup.index.root,
-                                                              r.info["config"]["image_size"]) for r in trained}
-        display(Markdown(f"From the runs' Grad-CAM records (`{GRADCAM_FILE}` beside each run's predictions, written "
-                         "from its model file, which is not in git); the same heatmaps as computed from the models."))
-    else:
-        display(Markdown(f"Grad-CAM needs the trained model files, which are not in git ({', '.join(missing)} "
-                         f"missing), or the runs' `{GRADCAM_FILE}` records (written while the model files exist: "
-                         f"`python -m cxrlib.explain RECORDS_DIR MODEL_FILE`): train seed {setup.focus_seed} with "
-                         "notebooks 02 and 03 to see it."))
+    found = {run.name: heatmaps.run_heatmap_records(run.run_dir, files[run.name], setup.index.root) for run in trained}
+    absent = [run for run in trained if found[run.name] is None]
+    if absent:
+        display(Markdown(f"The heatmaps need each run's `{GRADCAM_FILE}` record or its model file, which is not in "
+                         f"git; {', '.join(model_title(run.name) for run in absent)} of replicate {setup.focus_seed} has "
+                         "neither. " + regenerate_text(setup, absent)))
         return
-    display(plots.plot_gradcam(maps, list(cases["label"]), {model_title(r.name): r.threshold for r in trained}))
+    size = {run.name: run.info["config"]["image_size"] for run in trained}
+    display(Markdown("\n\n".join(heatmaps.method_sentence(model_title(run.name), found[run.name], size[run.name])
+                                  for run in trained)))
+    old = [run for run in trained if explain.is_old(found[run.name].record)]
+    if old:
+        display(Markdown("The old method's maps are shown as recorded, for PNEUMONIA only, their model files gone. "
+                         + regenerate_text(setup, old)))
+    display(Markdown(heatmaps.NORMALISATION))
+    cases = gradcam_cases(setup, disagree)
+    relpaths = [Path(path).relative_to(setup.index.root).as_posix() for path in cases["path"]]
+    maps = {model_title(run.name): explain.maps_from_record(found[run.name].record, relpaths, setup.index.root,
+                                                            size[run.name], run.threshold) for run in trained}
+    heatmaps.show_examples(maps, cases, {model_title(run.name): run.threshold for run in trained})
+    display(Markdown(heatmaps.warned_examples(maps, cases)))
+    display(Markdown(heatmaps.sanity_words()))
+    display(readable(pd.DataFrame([heatmaps.summary_row(model_title(run.name), found[run.name], run.threshold)
+                                   for run in trained]), percent_columns=(
+        "median share outside the box", f"maps warned (> {explain.OUTSIDE_WARNING:.0%} outside)")))
+    shares = {model_title(run.name): explain.outside_shares(explain.shown_cells(found[run.name].record, run.threshold))
+              for run in trained}
+    display(plots.gradcam.plot_outside_shares(shares, explain.OUTSIDE_WARNING, explain.UNIFORM_OUTSIDE))
 
 
 def discussion_section(setup: ComparisonSetup, tables: dict[str, pd.DataFrame]) -> None:

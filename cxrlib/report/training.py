@@ -7,14 +7,17 @@ these functions show what it did.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from IPython.display import Markdown, display
 
 from cxrlib import bootstrap, compare, data, explain, models, plots, runtime
 from cxrlib.backbones import BACKBONES
-from cxrlib.contract import MODEL_FILE, THRESHOLD_POLICIES, repo_relative
+from cxrlib.contract import MODEL_FILE, RECORDS_DIR, THRESHOLD_POLICIES, replicate_dir, repo_relative
 from cxrlib.params import notebook_parameters, policy_kwargs, replicate_seeds
+from cxrlib.report import heatmaps
 from cxrlib.report.format import POLICY_NAMES, epoch_number, number, parameters_text, readable, with_interval
 from cxrlib.train.replicates import model_size, train_replicate
 
@@ -175,14 +178,20 @@ def examples_section(setup: TrainingSetup, run: compare.Run) -> None:
 
 
 def gradcam_section(setup: TrainingSetup, run: compare.Run) -> None:
-    """Grad-CAM overlays of test images of each class from the saved best model."""
+    """Heatmaps of test images of each class from the saved best model (the reports' method, ``explain.explainer``),
+    each for the class the model chose, named, with the chest box, the warning and the method's resolution."""
     model = models.load_model(run.run_dir / MODEL_FILE)
     examples = run.test.groupby("label").sample(n=setup.params["n_examples"], random_state=run.seed)
-    grid = explain.find_feature_layer(model)[-1].output.shape[1]
-    size = setup.params["image_size"]
-    display(Markdown(f"Feature map: {grid}×{grid} cells for a {size}×{size} image."))
-    maps = explain.gradcam_maps({setup.title: model}, list(examples["path"]))
-    display(plots.plot_gradcam(maps, list(examples["label"]), {setup.title: run.threshold}))
+    gradcam = explain.explainer(model)
+    grid = gradcam.features(np.zeros((1, *model.input_shape[1:]), "float32")).shape[1:3]
+    display(Markdown(f"Method: {explain.method_words(gradcam)}, signed (both classes): "
+                     f"{heatmaps.resolution(*grid, setup.params['image_size'])}. {heatmaps.NORMALISATION}"))
+    maps = explain.gradcam_maps({setup.title: model}, list(examples["path"]), {setup.title: run.threshold})
+    heatmaps.show_examples(maps, examples, {setup.title: run.threshold})
+    records = replicate_dir(Path(setup.params["report_dir"]) / RECORDS_DIR, setup.arch, run.seed)
+    display(Markdown(heatmaps.warned_examples(maps, examples) + " The sanity check and the share outside the chest "
+                     "box over every test image are in notebook 04 (from the run's records written by "
+                     f"`{heatmaps.regenerate_command(records, run.run_dir / MODEL_FILE)}`)."))
 
 
 def run_dirs_section(runs: list[compare.Run]) -> None:
