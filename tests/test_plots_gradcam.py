@@ -43,8 +43,8 @@ def test_every_panel_names_its_file_and_class_and_a_map_mostly_outside_the_box_i
                           box=box, warn_above=0.5, warning="evidence outside the lungs")
     titles = [ax.get_title() for ax in figure.axes[:4]]
     assert [title.split("\n")[0] for title in titles] == ["corner.jpeg", "corner.jpeg", "centre.png", "centre.png"]
-    assert "evidence for PNEUMONIA\n⚠ 100% outside the box: evidence outside the lungs" in titles[1]
-    assert titles[3].endswith("evidence for NORMAL, 0% outside the box") and "⚠" not in titles[3]
+    assert titles[1].endswith("map for PNEUMONIA\n⚠ 100% outside the box:\nevidence outside the lungs")
+    assert titles[3].endswith("map for NORMAL\n0% outside the box") and "⚠" not in titles[3]
     outline = figure.axes[1].patches[0]
     assert outline.get_xy() == (2.5, 2.5) and outline.get_width() == 6 and outline.get_linestyle() == "--"
 

@@ -34,7 +34,7 @@ def test_an_old_record_is_named_as_the_old_method_with_its_empty_maps_and_no_san
     assert explain.OLD_METHOD in sentence and "3×3 cells of 32×32 px on the 96×96 input" in sentence
     assert "**1 of 2 maps are empty**" in sentence and "no sanity check" in sentence
     row = heatmaps.summary_row("ResNet-50", records, 0.5)
-    assert row["empty maps"] == 1 and row["ρ > 0.5, signed maps"] == "not recorded"
+    assert row["empty maps"] == 1 and row["sanity ρ > 0.5, signed maps"] == "not recorded"
     assert row["median share outside the box"] == pytest.approx(1 - explain.inside_fractions(3, 3)[2, 2])
 
 
@@ -48,8 +48,8 @@ def test_the_summary_row_counts_empty_and_warned_maps_and_the_sanity_distributio
     row = heatmaps.summary_row("ResNet-50", records, threshold=0.5)
     assert row["maps"] == 4 and row["empty maps"] == 1
     assert row["maps warned (> 50% outside)"] == pytest.approx(0.25)
-    assert row["ρ with a random model, signed maps: median [IQR]"] == "0.30 [0.05, 0.55]"
-    assert row["ρ > 0.5, signed maps"] == "25.0%" and row["ρ > 0.5, absolute maps"] == "100.0%"
+    assert row["sanity ρ, signed maps: median [IQR]"] == "0.30 [0.05, 0.55]"
+    assert row["sanity ρ > 0.5, signed maps"] == "25.0%" and row["sanity ρ > 0.5, absolute maps"] == "100.0%"
     assert row["cells used"] == "3 of 36"
     sentence = heatmaps.method_sentence("ResNet-50", records, 96)
     assert "signed (both classes), 6×6 cells of 16×16 px on the 96×96 input" in sentence

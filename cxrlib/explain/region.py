@@ -57,7 +57,7 @@ def outside_shares(cells: np.ndarray, box: Box = CHEST_BOX) -> np.ndarray:
     inside = inside_fractions(*cells.shape[1:], box)
     total = cells.sum(axis=(1, 2))
     outside = (cells * (1 - inside)).sum(axis=(1, 2))
-    return np.divide(outside, total, out=np.full_like(total, np.nan), where=total > 0)
+    return np.clip(np.divide(outside, total, out=np.full_like(total, np.nan), where=total > 0), 0, 1)
 
 
 def warned(outside: np.ndarray) -> np.ndarray:

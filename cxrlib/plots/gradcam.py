@@ -18,7 +18,7 @@ from PIL import Image
 from cxrlib.contract import CLASS_NAMES
 
 from .images import display_image, read_stored_image
-from .style import RIGHT, WRONG, finish, model_color, new_figure, styled
+from .style import RIGHT, WRONG, finish, new_figure, styled
 
 
 def overlay_heatmap(image, heatmap, alpha: float = 0.4, cmap: str = "jet") -> np.ndarray:
@@ -60,11 +60,12 @@ def _verdict(prob: float, threshold: float | None, truth: str) -> tuple[str, str
 def _map_line(model_maps, row: int, warn_above: float | None, warning: str) -> str:
     """The title line naming the class a map explains and, past ``warn_above``, its share outside and ``warning``."""
     classes, outside = getattr(model_maps, "classes", None), getattr(model_maps, "outside", None)
-    line = "" if classes is None else f"\nmap: evidence for {CLASS_NAMES[int(classes[row])]}"
+    line = "" if classes is None else f"\nmap for {CLASS_NAMES[int(classes[row])]}"
     if outside is None or np.isnan(outside[row]):
-        return line + ("" if classes is None else " (none: empty map)")
+        return line + ("" if classes is None else " (empty)")
     share = f"{outside[row]:.0%} outside the box"
-    return line + (f"\n⚠ {share}: {warning}" if warn_above is not None and outside[row] > warn_above else f", {share}")
+    return line + (f"\n⚠ {share}:\n{warning}" if warn_above is not None and outside[row] > warn_above
+                   else f"\n{share}")
 
 
 def _outline(ax, box, size: int) -> None:
@@ -88,7 +89,7 @@ def plot_gradcam(maps: Mapping, labels: Sequence | None = None, thresholds: Mapp
     """
     thresholds = thresholds or {}
     first_images = next(iter(maps.values())).images
-    figure, axes = new_figure(len(first_images), 1 + len(maps), size=(2.7, 3.2))
+    figure, axes = new_figure(len(first_images), 1 + len(maps), size=(2.7, 3.4))
     for row in range(len(first_images)):
         truth = _label_name(labels[row]) if labels is not None else ""
         named = f"{Path(names[row]).name}\n" if names is not None else ""
@@ -118,10 +119,10 @@ def plot_outside_shares(shares: Mapping[str, np.ndarray], warn_above: float, uni
     ``warn_above`` and, dotted, the share of an evenly spread map (``uniform``)."""
     figure, axes = new_figure(1, len(shares), size=(4.2, 3.0), sharey=True)
     bins = np.linspace(0, 1, 21)
-    for index, (ax, (name, values)) in enumerate(zip(axes[0], shares.items())):
+    for ax, (name, values) in zip(axes[0], shares.items()):
         values = np.asarray(values, dtype="float64")
         values = values[~np.isnan(values)]
-        ax.hist(values, bins=bins, color=model_color(name, index))
+        ax.hist(values, bins=bins, color="0.6")  # grey: the warning line keeps the one colour
         ax.axvline(warn_above, color=WRONG, linewidth=1.5, label=f"warning: more than {warn_above:.0%} outside")
         ax.axvline(uniform, color="grey", linestyle=":", label=f"an evenly spread map ({uniform:.0%})")
         ax.set_title(f"{name}: {np.mean(values > warn_above):.0%} of {len(values)} maps warned", fontsize=10)

@@ -105,10 +105,10 @@ def summary_row(title: str, records: HeatmapRecords, threshold: float) -> dict:
            f"maps warned (> {explain.OUTSIDE_WARNING:.0%} outside)": float(np.mean(explain.warned(outside)))}
     sanity = explain.sanity_summary(records.sanity) if records.sanity is not None else {}
     for column, words in (("spearman", "signed maps"), ("spearman_abs", "absolute maps")):
-        row[f"ρ with a random model, {words}: median [IQR]"] = (
+        row[f"sanity ρ, {words}: median [IQR]"] = (
             f"{number(sanity[column + '_median'], 2)} [{number(sanity[column + '_q1'], 2)}, "
             f"{number(sanity[column + '_q3'], 2)}]" if sanity else "not recorded")
-        row[f"ρ > {explain.PASS_BELOW}, {words}"] = percent(sanity[column + "_above"]) if sanity else "not recorded"
+        row[f"sanity ρ > {explain.PASS_BELOW}, {words}"] = percent(sanity[column + "_above"]) if sanity else "not recorded"
     return row
 
 
@@ -118,8 +118,8 @@ def sanity_words() -> str:
     return (
         "**Sanity check** (model randomisation, Adebayo et al. 2018): the same architecture with every weight drawn "
         f"afresh by its initialisers (seed {explain.RANDOM_SEED}), explained at the same layer by the same method; "
-        "per test image, Spearman's rank correlation ρ between the trained and the random model's maps over their "
-        "cells, on the signed maps and on their absolute values (`"
+        "per test image, Spearman's rank correlation ρ between the trained and the random model's maps over the "
+        "cells that hold evidence in some map, on the signed maps and on their absolute values (`"
         f"{GRADCAM_SANITY_FILE}` beside each run's records). A map that explains what the model learned must differ "
         f"from the random model's: ρ near 0 passes, ρ above {explain.PASS_BELOW} means the map shows the image more "
         "than the model. **Outside the chest box**: the central chest region was declared once in code "
