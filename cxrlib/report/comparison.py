@@ -468,9 +468,10 @@ def gradcam_cases(setup: ComparisonSetup, disagree: pd.DataFrame) -> pd.DataFram
 def regenerate_text(setup: ComparisonSetup, runs: list[compare.Run]) -> str:
     """The commands that retrain the focus replicate and write its current-method heatmap records."""
     profile, seed = setup.params["profile"], setup.focus_seed
-    runs_dir = repo_relative(Path(setup.params["runs_dir"]))
+    models_dir = Path(setup.params["runs_dir"]).resolve()  # a relative one is relative to the notebook's folder
+    runs_dir = repo_relative(models_dir)
     explains = "; ".join(
-        f"`{heatmaps.regenerate_command(run.run_dir, replicate_dir(runs_dir, run.arch, seed) / MODEL_FILE)}`"
+        f"`{heatmaps.regenerate_command(run.run_dir, replicate_dir(models_dir, run.arch, seed) / MODEL_FILE)}`"
         for run in runs)
     return (f"To replace them, retrain replicate {seed} (`./run_all.sh --profile {profile} --only 02 --only 03 --set "
             f"\"seeds=[{seed}]\"`), check that it reproduces the committed records (`.venv/bin/python -m "
@@ -498,7 +499,8 @@ def gradcam_section(setup: ComparisonSetup, disagree: pd.DataFrame) -> None:
     if old:
         display(Markdown("The old method's maps are shown as recorded, for PNEUMONIA only, their model files gone. "
                          + regenerate_text(setup, old)))
-    display(Markdown(heatmaps.NORMALISATION))
+    display(Markdown(" ".join(([heatmaps.NORMALISATION] if len(old) < len(trained) else [])
+                              + ([heatmaps.OLD_NORMALISATION] if old else []))))
     cases = gradcam_cases(setup, disagree)
     relpaths = [Path(path).relative_to(setup.index.root).as_posix() for path in cases["path"]]
     maps = {model_title(run.name): explain.maps_from_record(found[run.name].record, relpaths, setup.index.root,

@@ -20,6 +20,10 @@ NORMALISATION = (
     "from 0 (no evidence) to 1 (that map's strongest cell). Colours compare places within one map, not one map with "
     "another. The maps are drawn as blocks, one per cell of the feature map, not smoothed: what looks coarse is coarse.")
 
+OLD_NORMALISATION = (
+    "A record of the old method is drawn as recorded: its PNEUMONIA evidence, cut at zero and divided by the map's own "
+    "maximum (the same colour bar), one block per cell; an image that model calls NORMAL mostly has an empty map.")
+
 
 @dataclass
 class HeatmapRecords:
@@ -51,7 +55,8 @@ def run_heatmap_records(run_dir: Path, model_file: Path, data_root: Path) -> Hea
                                           run_dir)
         return HeatmapRecords(record, explain.read_sanity_record(run_dir),
                               f"`{repo_relative(run_dir / GRADCAM_FILE)}`")
-    if Path(model_file).is_file():
+    model_file = Path(model_file).resolve()  # a runs_dir relative to the notebook's folder
+    if model_file.is_file():
         from cxrlib import models  # only when a model file is read
 
         model = models.load_model(model_file)
