@@ -25,7 +25,7 @@ from .data import (plot_black_pixel_maps, plot_class_counts, plot_image_sizes, p
                    plot_label_rate_by_group)
 from .evaluation import (plot_calibration, plot_confusion_matrices, plot_pr_curves, plot_roc_curves,
                          plot_score_calibration, plot_threshold_metrics)
-from .gradcam import overlay_heatmap, plot_gradcam, source_overlay
+from .gradcam import COLOUR_BAR, overlay_heatmap, plot_gradcam, plot_outside_shares, source_overlay
 from .images import (display_image, plot_confident_errors, plot_image_gallery, plot_intensity_histograms,
                      plot_sample_images, plot_sample_predictions, read_stored_image)
 from .search import (objective_limit, outlier_label, outliers, plot_importances, plot_quality_vs_cost,
@@ -37,14 +37,13 @@ from .subgroups import plot_subgroup_shares
 from .training import HISTORY_METRICS, HISTORY_SUBSETS, LEARNING_CURVES, plot_history, plot_learning_curves
 
 __all__ = [
-    "CLASS_COLORS", "HISTORY_METRICS", "HISTORY_SUBSETS", "KNOWN_MODELS", "LEARNING_CURVES", "PALETTE", "RIGHT",
-    "SAVE_DPI", "STYLE", "WRONG", "display_image", "finish", "label", "model_color", "new_figure", "objective_limit",
-    "outlier_label", "outliers", "overlay_heatmap",
-    "plot_black_pixel_maps", "plot_calibration", "plot_class_counts", "plot_confident_errors",
-    "plot_confusion_matrices", "plot_factorial", "plot_gradcam", "plot_history", "plot_image_gallery",
-    "plot_image_sizes", "plot_images_per_patient", "plot_importances", "plot_intensity_histograms",
-    "plot_label_rate_by_group", "plot_learning_curves", "plot_pr_curves", "plot_quality_vs_cost",
-    "plot_reliability_band", "plot_roc_curves", "plot_sample_images", "plot_sample_predictions",
-    "plot_score_calibration", "plot_search_history", "plot_seed_pairs", "plot_subgroup_shares",
-    "plot_threshold_metrics", "read_stored_image", "seed_labels", "source_overlay", "styled",
+    "CLASS_COLORS", "COLOUR_BAR", "HISTORY_METRICS", "HISTORY_SUBSETS", "KNOWN_MODELS", "LEARNING_CURVES", "PALETTE",
+    "RIGHT", "SAVE_DPI", "STYLE", "WRONG", "display_image", "finish", "label", "model_color", "new_figure",
+    "objective_limit", "outlier_label", "outliers", "overlay_heatmap", "plot_black_pixel_maps", "plot_calibration",
+    "plot_class_counts", "plot_confident_errors", "plot_confusion_matrices", "plot_factorial", "plot_gradcam",
+    "plot_history", "plot_image_gallery", "plot_image_sizes", "plot_images_per_patient", "plot_importances",
+    "plot_intensity_histograms", "plot_label_rate_by_group", "plot_learning_curves", "plot_outside_shares",
+    "plot_pr_curves", "plot_quality_vs_cost", "plot_reliability_band", "plot_roc_curves", "plot_sample_images",
+    "plot_sample_predictions", "plot_score_calibration", "plot_search_history", "plot_seed_pairs",
+    "plot_subgroup_shares", "plot_threshold_metrics", "read_stored_image", "seed_labels", "source_overlay", "styled",
 ]
