@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import write_tree
+from helpers import write_tree
 
 from cxrlib import data
 from cxrlib.contract import PREDICTIONS_FILE, REPO_ROOT, RUN_RECORD_FILE
