@@ -212,9 +212,10 @@ def result_frame(paths: list[str], scores: np.ndarray, ood_scores: np.ndarray | 
 
 
 def predict_files(parts: RunParts, paths: list[str], gradcam_dir=None, batch_size: int = 32) -> pd.DataFrame:
-    """COLUMNS of readable image files, in batches; Grad-CAM overlays at each image's size into gradcam_dir if given."""
+    """COLUMNS of readable image files, in batches; heatmap overlays (the reports' method, for the class each image is
+    called) at each image's size into gradcam_dir if given."""
     from cxrlib.data.pipeline import make_dataset  # TensorFlow is imported only once there is work to do
-    from cxrlib.explain import GradCam
+    from cxrlib.explain import chosen_classes, explainer
     from cxrlib.models import load_model
     from cxrlib.plots.gradcam import source_overlay
 
@@ -225,7 +226,7 @@ def predict_files(parts: RunParts, paths: list[str], gradcam_dir=None, batch_siz
     scorer = scoring_model(model, parts)
     batches = make_dataset(pd.DataFrame({"path": paths, "target": 0}), model.input_shape[1], batch_size, cache=None)
     try:
-        cam = None if gradcam_dir is None else GradCam(model)
+        cam = None if gradcam_dir is None else explainer(model)  # the reports' method: HiResCAM, the chosen class
     except ValueError as error:
         raise PredictError(f"Grad-CAM cannot explain {parts.model_path}: {error}; run without --gradcam") from error
     overlays = [] if cam is None else gradcam_paths(paths, Path(gradcam_dir))
@@ -237,7 +238,7 @@ def predict_files(parts: RunParts, paths: list[str], gradcam_dir=None, batch_siz
             outputs = outputs[-1]
         scores.append(np.ravel(outputs))
         if cam is not None:
-            for heatmap in cam(images)[0]:
+            for heatmap in cam(images, for_class=chosen_classes(scores[-1], parts.threshold))[0]:
                 write_png(source_overlay(next(next_path), heatmap), next(next_overlay))
     result = result_frame(paths, np.concatenate(scores).astype(float),
                           np.concatenate(ood_scores) if ood_scores else None, parts)

@@ -67,3 +67,20 @@ def test_ci_runs_the_readme_test_command():
 def test_gpu_extra_installs_the_pinned_tensorflow_with_cuda():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["optional-dependencies"]["gpu"] == [f"tensorflow[and-cuda]=={pyproject_pins()['tensorflow']}"]
+
+
+def test_every_named_command_is_installed_runs_main_and_is_in_readmes_table():
+    """pyproject's [project.scripts] are the commands README's "Commands" table lists, each reaching a main()."""
+    import importlib
+    import importlib.metadata
+
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    installed = {entry.name: entry.value for entry in importlib.metadata.entry_points(group="console_scripts")}
+    for name, target in scripts.items():
+        assert installed.get(name) == target, f"{name} is not installed as {target}: run ./run_tests.sh (it reinstalls)"
+        module, function = target.split(":")
+        assert callable(getattr(importlib.import_module(module), function)), target
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Commands"):readme.index("## Predicting new images")]
+    listed = re.findall(r"^\| `(cxr-[a-z-]+)", table, flags=re.MULTILINE)
+    assert listed == list(scripts)
