@@ -176,6 +176,7 @@ def two_shifts() -> Declaration:
     return Declaration((Shift("noise", 8.0), Shift("crop", 0.8)), seed=36, source=STRESS_SHIFTS_FILE)
 
 
+@pytest.mark.slow  # scores a trained model: the full suite runs it, the fast lane does not
 def test_record_lists_every_test_image_under_every_condition_and_reproduces_predictions(tree, run_dir):
     predictions = pd.read_csv(run_dir / PREDICTIONS_FILE)
     rows = predictions[predictions["subset"] == "test"].assign(path=lambda frame: [str(tree / p) for p in frame["path"]])
@@ -194,6 +195,7 @@ def test_record_lists_every_test_image_under_every_condition_and_reproduces_pred
         check_reference(reference + 0.01, predictions, run_dir / MODEL_FILE)
 
 
+@pytest.mark.slow  # scores a trained model: the full suite runs it, the fast lane does not
 def test_the_command_writes_the_record_and_prints_each_condition(tree, run_dir, tmp_path, capsys):
     shifts = tmp_path / "shifts.yaml"
     shifts.write_text("seed: 36\nshifts: {exposure: [0.6], rotate: [10]}\n")
@@ -215,6 +217,7 @@ def test_the_command_writes_the_record_and_prints_each_condition(tree, run_dir, 
     (lambda run, tree: pd.read_csv(run / PREDICTIONS_FILE).assign(prob=0.5).to_csv(run / PREDICTIONS_FILE),
      "does not reproduce the test probabilities"),
 ])
+@pytest.mark.slow  # scores a trained model: the full suite runs it, the fast lane does not
 def test_the_command_refuses_a_run_it_cannot_use(tree, run_dir, tmp_path, capsys, breaks, problem):
     broken_run, broken_tree = tmp_path / "run", tmp_path / "chest_xray"
     shutil.copytree(run_dir, broken_run)
@@ -272,6 +275,7 @@ def test_the_frame_is_cropped_away_and_a_frameless_or_mostly_black_image_is_left
     assert np.allclose(border.frame_boxes(framed_image(top=12)), [[0.0, 0.0, 1.0, 1.0]])
 
 
+@pytest.mark.slow  # scores a trained model: the full suite runs it, the fast lane does not
 def test_border_check_scores_validation_images_only_and_reproduces_predictions(tree, run_dir, tmp_path):
     written = border.border_check_run(run_dir, tree, batch_size=3, out_dir=tmp_path)
     record = pd.read_csv(written)

@@ -64,6 +64,7 @@ def two_phase_run(tiny, tmp_path_factory):
     return run_dir, config, record, seen
 
 
+@pytest.mark.slow  # trains a model: the full suite (./run_tests.sh) runs it, the fast lane does not
 def test_run_directory_follows_the_contract(two_phase_run, tiny):
     run_dir, config, record, _ = two_phase_run
     frame = tiny[0]
@@ -92,6 +93,7 @@ def test_run_directory_follows_the_contract(two_phase_run, tiny):
         ["history.csv", "logs", MODEL_FILE, OOD_FILE, "predictions.csv", "run.json", STATE_FILE, STRESS_FILE])
 
 
+@pytest.mark.slow  # trains a model: the full suite (./run_tests.sh) runs it, the fast lane does not
 def test_threshold_is_chosen_on_validation_before_test_is_predicted(two_phase_run):
     run_dir, config, record, seen = two_phase_run
     predictions = pd.read_csv(run_dir / "predictions.csv")
@@ -101,6 +103,7 @@ def test_threshold_is_chosen_on_validation_before_test_is_predicted(two_phase_ru
     assert record["threshold"]["policy"] == "youden" and record["threshold"]["youden_delta"] == config.youden_delta
 
 
+@pytest.mark.slow  # trains a model: the full suite (./run_tests.sh) runs it, the fast lane does not
 def test_saved_best_model_reproduces_the_test_predictions(two_phase_run, tiny):
     run_dir, config, _, _ = two_phase_run
     test_rows = tiny[0][tiny[0]["subset"] == "test"]
@@ -120,6 +123,7 @@ PLAIN_KERAS_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # trains a model: the full suite (./run_tests.sh) runs it, the fast lane does not
 def test_saved_model_loads_with_plain_keras_in_a_process_without_cxrlib(two_phase_run, tmp_path):
     run_dir = two_phase_run[0]
     with zipfile.ZipFile(run_dir / MODEL_FILE) as saved:
@@ -135,6 +139,7 @@ def test_saved_model_loads_with_plain_keras_in_a_process_without_cxrlib(two_phas
     np.testing.assert_allclose(np.load(tmp_path / "probs.npy"), in_process.predict(images, verbose=0), atol=1e-6)
 
 
+@pytest.mark.slow  # trains a model: the full suite (./run_tests.sh) runs it, the fast lane does not
 def test_finished_run_is_returned_without_retraining(two_phase_run, tiny, monkeypatch):
     run_dir, config, record, _ = two_phase_run
     monkeypatch.setattr(models, "build_model", lambda *a, **k: pytest.fail("a finished run was retrained"))
@@ -167,6 +172,7 @@ class Recorder(keras.callbacks.Callback):
         self.epochs.append(epoch)
 
 
+@pytest.mark.slow  # trains a model: the full suite (./run_tests.sh) runs it, the fast lane does not
 def test_killed_run_resumes_from_the_last_completed_epoch(tiny, tmp_path):
     frame, fingerprint, cache_dir = tiny
     config = tiny_config(cache_dir, epochs=3, early_stopping_patience=None)
@@ -281,6 +287,7 @@ def test_keras_keeps_the_callback_counters_a_resumed_phase_restores():
     assert model.stop_training
 
 
+@pytest.mark.slow  # trains a model: the full suite (./run_tests.sh) runs it, the fast lane does not
 def test_same_seed_gives_the_same_predictions(tiny, tmp_path):
     frame, fingerprint, cache_dir = tiny
     probs = []
@@ -291,6 +298,7 @@ def test_same_seed_gives_the_same_predictions(tiny, tmp_path):
     assert np.ptp(probs[0]) > 0  # the model is not constant, so equality means something
 
 
+@pytest.mark.slow  # trains a model: the full suite (./run_tests.sh) runs it, the fast lane does not
 def test_cosine_schedule_anneals_each_phase_from_its_own_rate(tiny, tmp_path):
     frame, fingerprint, cache_dir = tiny
     config = tiny_config(cache_dir, epochs=3, learning_rate=0.01, lr_schedule="cosine", finetune_epochs=2,
@@ -367,6 +375,7 @@ MIRRORED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # trains a model: the full suite (./run_tests.sh) runs it, the fast lane does not
 def test_mirrored_strategy_trains_on_two_logical_cpus(tmp_path):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(REPO_ROOT)}
     result = subprocess.run([sys.executable, "-c", MIRRORED_SCRIPT, str(Path(__file__).parent), str(tmp_path)],
