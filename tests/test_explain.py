@@ -313,3 +313,12 @@ def test_the_sanity_check_leaves_out_cells_that_no_recorded_map_uses(trained_det
     with_ties = explain.rank_correlations(cells, chance)
     assert sanity["spearman"].to_numpy() == pytest.approx(used, abs=1e-6)
     assert np.abs(with_ties - used).max() > 0.05
+
+
+def test_a_sanity_summary_without_any_correlation_says_so_instead_of_failing():
+    """Tiny inputs (the smoke profile's 32 px) can leave no image with two cells of evidence: every ρ is undefined."""
+    record = pd.DataFrame({"path": ["a", "b"], "method": "hirescam", "random_seed": 2018,
+                           "spearman": [np.nan, np.nan], "spearman_abs": [np.nan, 0.25]})
+    summary = explain.sanity_summary(record)
+    assert summary["images"] == 2 and np.isnan(summary["spearman_median"]) and np.isnan(summary["spearman_above"])
+    assert summary["spearman_abs_median"] == 0.25 and summary["spearman_abs_above"] == 0.0

@@ -98,6 +98,9 @@ def sanity_summary(record: pd.DataFrame) -> dict[str, float]:
     summary: dict[str, float] = {"images": len(record)}
     for column in ("spearman", "spearman_abs"):
         values = record[column].dropna().to_numpy()
+        if not len(values):  # no image has two cells with evidence (e.g. tiny inputs): no correlation to summarise
+            summary |= dict.fromkeys((f"{column}_median", f"{column}_q1", f"{column}_q3", f"{column}_above"), np.nan)
+            continue
         summary |= {f"{column}_median": float(np.median(values)), f"{column}_q1": float(np.quantile(values, 0.25)),
                     f"{column}_q3": float(np.quantile(values, 0.75)),
                     f"{column}_above": float(np.mean(values > PASS_BELOW))}

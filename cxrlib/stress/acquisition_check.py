@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from cxrlib import data
+from cxrlib import data, runtime
 from cxrlib.contract import OOD_FLAG_RATE, PREDICTIONS_FILE, RUN_RECORD_FILE, STRESS_SHIFTS_FILE
 from cxrlib.data.index import relpath_from_path
 from cxrlib.files import write_atomic
@@ -30,17 +30,6 @@ from .acquisition import RECORD_COLUMNS, AcquisitionError, condition_row, fit_re
 from .shifts import REFERENCE, Declaration, Shift, StressError, load_declaration
 
 FLOAT_FORMAT = "%.6g"
-
-
-def cpu_name() -> str:
-    """The first "model name" of /proc/cpuinfo (the CPU the record was measured on), else "unknown"."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def run_split(records_dir: Path) -> tuple[dict, pd.DataFrame]:
@@ -140,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     except (AcquisitionError, StressError, data.DataNotFoundError, data.DataLayoutError) as error:
         print(f"cxrlib.stress.acquisition_check: error: {error}", file=sys.stderr)
         return 1
-    record = record.assign(image_size=image_size, split_seed=split_seed, cpu=cpu_name())[list(RECORD_COLUMNS)]
+    record = record.assign(image_size=image_size, split_seed=split_seed, cpu=runtime.cpu_model())[list(RECORD_COLUMNS)]
     write_atomic(args.out, lambda partial: record.to_csv(partial, index=False, float_format=FLOAT_FORMAT))
     shown = record[["subset", "shift", "strength", "images", "flagged", "flagged_normal"]]
     print(f"cxrlib.stress.acquisition_check: wrote {args.out} ({len(train)} training, {len(val)} validation images, "
